@@ -1,0 +1,504 @@
+"""Bit × attribute correspondence: which visual attributes does each hash bit encode?
+
+METHOD.md §8 claim 1 ("individual bits correspond to visual attributes"), measured against ground
+truth in `notebooks/05_bit_attributes.ipynb`, which explains every choice below.
+
+Measures, for every bit j and binary attribute a (arrays are bits × attributes, k×A):
+
+* `auc_matrix`: AUC of the relaxed value u_j for the attribute (rank-based Mann-Whitney U with
+  mid-ranks for ties). 0.5 = no relation; 1 or 0 = the bit's value separates present from absent.
+* `mutual_information`: plug-in mutual information in bits between the bit's sign (sign(0) = +1)
+  and the attribute.
+* Both take an optional `valid` mask (rows × attributes: CUB's certainty filter,
+  `filter_by_certainty`) and optional `strata` (class ids): then they are *within-class* measures
+  (stratified AUC = P(u of a positive > u of a negative of the same class); conditional mutual
+  information I(bit; attribute | class)). Class-determined attributes are constant inside a class
+  and get NaN there; that is the point: only what varies inside a class is left.
+
+Chance level: `permutation_null` shuffles the rows of the attribute matrix (with its mask; inside
+each stratum when `strata` is given), which keeps the codes, the attribute frequencies and the
+correlations between attributes, and breaks only the bit-attribute link. Plug-in MI is biased
+upwards on finite samples, and the best of A attributes is biased upwards again; the null carries
+both biases, so every "above chance" number subtracts the null of the *same statistic*:
+
+* best attribute of a bit (max over attributes) vs the null's max over attributes of that bit
+  (the multiple-comparison issue is handled by comparing maxima with maxima, Westfall-Young's maxT);
+* an attribute is *captured* when its best bit (max over bits) exceeds the `quantile` (0.99) of
+  the null's max over bits for that attribute, i.e. a per-attribute family-wise level of 1 % over
+  the k bits; about (1 - quantile)·A attributes are captured by chance alone.
+
+Every result holds NaN for attributes that cannot be measured (no valid positive or negative; for
+within-class measures: constant inside every class). Summaries ignore them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "attribute_groups", "short_name", "filter_by_certainty", "usable_attributes", "binary_bits",
+    "auc_matrix", "mutual_information", "PermutationNull", "permutation_null", "alignment_summary",
+    "top_attributes", "BitAttributeAnalysis", "analyse", "extreme_items", "attention_maps",
+    "plot_association_heatmap", "plot_bit_gallery",
+]
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _nanmax(x: np.ndarray, axis) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(x, axis=axis)
+
+
+def _nanmean(x, axis=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def _check(u, attributes, valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    u = _np(u).astype(np.float64)
+    a = _np(attributes)
+    if u.ndim != 2 or a.ndim != 2 or len(u) != len(a):
+        raise ValueError(f"need codes (n, k) and attributes (n, A) with the same n, got {u.shape} and {a.shape}")
+    if not np.isin(a, (0, 1)).all():
+        raise ValueError("attributes must be binary (0/1 or bool)")
+    v = np.ones(a.shape, bool) if valid is None else _np(valid).astype(bool)
+    if v.shape != a.shape:
+        raise ValueError(f"valid mask has shape {v.shape}, attributes {a.shape}")
+    return u, a.astype(bool), v
+
+
+def _strata_codes(strata, n: int) -> np.ndarray:
+    if strata is None:
+        return np.zeros(n, np.int64)
+    s = _np(strata)
+    if s.shape != (n,):
+        raise ValueError(f"strata must be one id per row ({n},), got {s.shape}")
+    return np.unique(s, return_inverse=True)[1].astype(np.int64)
+
+
+def attribute_groups(names: Sequence[str]) -> dict[str, list[int]]:
+    """Columns per attribute group from CUB-style names: `has_wing_color::red` → `wing_color`."""
+    out: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        group = name.split("::", 1)[0]
+        out.setdefault(group[4:] if group.startswith("has_") else group, []).append(i)
+    return out
+
+
+def short_name(name: str) -> str:
+    """`has_wing_color::red` → `wing_color: red` (for axis labels)."""
+    group, _, value = name.partition("::")
+    group = group[4:] if group.startswith("has_") else group
+    return f"{group}: {value}" if value else group
+
+
+def filter_by_certainty(present, certainty, min_certainty: int = 3) -> np.ndarray:
+    """Validity mask (rows × attributes, bool) keeping annotations with certainty ≥ `min_certainty`.
+
+    CUB's certainty: 1 not visible, 2 guessing, 3 probably, 4 definitely; 0 means no annotation line
+    and is never valid. Datasets without certainties store 4 everywhere (all valid for ≤ 4).
+    """
+    present, certainty = _np(present), _np(certainty)
+    if present.shape != certainty.shape:
+        raise ValueError(f"present {present.shape} and certainty {certainty.shape} differ in shape")
+    if not 0 <= int(min_certainty) <= 4:
+        raise ValueError(f"min_certainty must lie in 0..4 (CUB's scale), got {min_certainty}")
+    return (certainty >= max(int(min_certainty), 1)) & (certainty > 0)
+
+
+def usable_attributes(present, valid=None, min_count: int = 5, strata=None) -> np.ndarray:
+    """Bool (A,): attributes with at least `min_count` valid positives and valid negatives
+    (with `strata`: counted only in strata where the attribute takes both values)."""
+    a = _np(present).astype(bool)
+    v = np.ones(a.shape, bool) if valid is None else _np(valid).astype(bool)
+    s = _strata_codes(strata, len(a))
+    onehot = np.eye(s.max() + 1 if len(s) else 1)[s]
+    pos = onehot.T @ (a & v)
+    neg = onehot.T @ (~a & v)
+    both = (pos > 0) & (neg > 0)
+    return ((pos * both).sum(0) >= min_count) & ((neg * both).sum(0) >= min_count)
+
+
+def binary_bits(codes) -> np.ndarray:
+    """0/1 bits (n×k, bool) from relaxed u or ±1 codes: True where the code is ≥ 0 (sign(0) = +1)."""
+    return _np(codes) >= 0
+
+
+# ------------------------------------------------------------------------------------ measures
+class _AucPlan:
+    """Per bit: the order of (stratum, u) and its tie groups. Built once per code matrix, reused for
+    every permutation of the attributes (the expensive sort happens only here)."""
+
+    def __init__(self, u: np.ndarray, strata: np.ndarray):
+        self.plans = []
+        for j in range(u.shape[1]):
+            order = np.lexsort((u[:, j], strata))
+            v, s = u[order, j], strata[order]
+            starts = np.flatnonzero(np.r_[True, (v[1:] != v[:-1]) | (s[1:] != s[:-1])])
+            gs = s[starts]
+            first = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])  # first group of each stratum
+            owner = np.cumsum(np.r_[True, gs[1:] != gs[:-1]]) - 1   # stratum position of each group
+            self.plans.append((order, starts, first, owner))
+        onehot = np.zeros((len(strata), strata.max() + 1 if len(strata) else 1))
+        onehot[np.arange(len(strata)), strata] = 1
+        self.onehot = onehot
+
+    def auc(self, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        pos, neg = pos.astype(np.float64), neg.astype(np.float64)
+        out = np.empty((len(self.plans), pos.shape[1]))
+        for j, (order, starts, first, owner) in enumerate(self.plans):
+            gpos = np.add.reduceat(pos[order], starts, axis=0)
+            gneg = np.add.reduceat(neg[order], starts, axis=0)
+            below = np.cumsum(gneg, axis=0) - gneg          # negatives strictly below, all strata
+            below -= below[first][owner]                    # ... minus those of earlier strata
+            out[j] = (gpos * (below + 0.5 * gneg)).sum(0)
+        pairs = ((self.onehot.T @ pos) * (self.onehot.T @ neg)).sum(0)  # Σ_c P_c N_c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pairs > 0, out / np.where(pairs > 0, pairs, 1), np.nan)
+
+
+def auc_matrix(u, attributes, valid=None, strata=None) -> np.ndarray:
+    """AUC (k×A) of each bit's relaxed value for each attribute; NaN where not measurable.
+
+    Mann-Whitney U with mid-ranks for ties (the same number as sklearn's `roc_auc_score`), over the
+    rows where `valid` is true. With `strata`: only pairs from the same stratum count (stratified
+    AUC), i.e. the within-class AUC averaged over classes with weights P_c·N_c.
+    """
+    u, a, v = _check(u, attributes, valid)
+    plan = _AucPlan(u, _strata_codes(strata, len(u)))
+    return plan.auc(a & v, ~a & v)
+
+
+def _mi_counts(bits: np.ndarray, pos: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, ...]:
+    """2×2 counts (k×A each) of bit × attribute over valid rows, from two matrix products."""
+    n11 = bits.T @ pos
+    nb1 = bits.T @ val
+    npos = pos.sum(0)[None, :]
+    nval = val.sum(0)[None, :]
+    return n11, nb1 - n11, npos - n11, nval - nb1 - npos + n11, nval
+
+
+def _mi_from_counts(n11, n10, n01, n00, total) -> np.ndarray:
+    b1, b0 = n11 + n10, n01 + n00
+    a1, a0 = n11 + n01, n10 + n00
+    mi = np.zeros(np.broadcast(n11, total).shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for nxy, nx, ny in ((n11, b1, a1), (n10, b1, a0), (n01, b0, a1), (n00, b0, a0)):
+            term = nxy / total * np.log2(nxy * total / (nx * ny))
+            mi += np.where(nxy > 0, term, 0.0)
+    return mi
+
+
+class _MiPlan:
+    def __init__(self, bits: np.ndarray, strata: np.ndarray):
+        self.bits = bits.astype(np.float64)
+        self.rows = [np.flatnonzero(strata == c) for c in range(strata.max() + 1 if len(strata) else 0)]
+
+    def mi(self, pos: np.ndarray, val: np.ndarray) -> np.ndarray:
+        pos, val = pos.astype(np.float64), val.astype(np.float64)
+        total = val.sum(0)[None, :]
+        out = np.zeros((self.bits.shape[1], pos.shape[1]))
+        varies = np.zeros(pos.shape[1], bool)
+        for rows in self.rows if len(self.rows) > 1 else [slice(None)]:
+            n11, n10, n01, n00, nval = _mi_counts(self.bits[rows], pos[rows], val[rows])
+            npos = n11 + n01
+            varies |= ((npos > 0) & (npos < nval))[0]
+            out += np.nan_to_num(_mi_from_counts(n11, n10, n01, n00, nval) * nval)  # weight N_c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = out / total
+        out[:, ~varies] = np.nan
+        return out
+
+
+def mutual_information(bits, attributes, valid=None, strata=None) -> np.ndarray:
+    """Mutual information in bits (k×A) between each bit's sign and each attribute (plug-in
+    estimate over valid rows); NaN where the attribute is constant.
+
+    `bits`: ±1 codes, 0/1 bits or relaxed u (binarised with sign(0) = +1). With `strata`: the
+    conditional MI I(bit; attribute | stratum) = Σ_c p(c) I_c (NaN if constant in every stratum).
+    """
+    u, a, v = _check(bits, attributes, valid)
+    plan = _MiPlan(binary_bits(u), _strata_codes(strata, len(u)))
+    return plan.mi(a & v, v)
+
+
+# ------------------------------------------------------------------------------------ chance level
+@dataclasses.dataclass
+class PermutationNull:
+    """The measures recomputed on `n` row permutations of the attribute matrix: `mi` and `auc`
+    are float32 arrays (n×k×A) (absent measures: None). Statistics of any attribute subset are
+    taken from these, so the null of a maximum is always the maximum over the same columns."""
+
+    mi: np.ndarray | None
+    auc: np.ndarray | None
+    seed: int
+    within_strata: bool
+
+    @property
+    def n_permutations(self) -> int:
+        return len(self.mi if self.mi is not None else self.auc)
+
+    def _get(self, measure: str) -> np.ndarray:
+        x = {"mi": self.mi, "auc": self.auc}[measure]
+        if x is None:
+            raise ValueError(f"this null was computed without {measure!r}")
+        return x
+
+    def score(self, measure: str) -> np.ndarray:
+        """The statistic "best" refers to: MI itself, |AUC − 0.5| for AUC."""
+        x = self._get(measure)
+        return np.abs(x - 0.5) if measure == "auc" else x
+
+    def cell_mean(self, measure: str = "mi") -> np.ndarray:
+        """Null mean per cell (k×A) of the measure (for AUC: of AUC itself, about 0.5)."""
+        return _nanmean(self._get(measure), axis=0)
+
+    def cell_quantile(self, measure: str = "mi", q: float = 0.99) -> np.ndarray:
+        """Null `q`-quantile per cell (k×A) of the score (MI, or |AUC − 0.5|)."""
+        return np.nanquantile(self.score(measure), q, axis=0)
+
+
+def _permutation(strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A row permutation that keeps every row inside its stratum (a plain one for one stratum)."""
+    by_stratum = np.argsort(strata, kind="stable")
+    shuffled = np.lexsort((rng.random(len(strata)), strata))
+    perm = np.empty(len(strata), np.int64)
+    perm[by_stratum] = shuffled
+    return perm
+
+
+def permutation_null(u, attributes, valid=None, strata=None, n_permutations: int = 200, seed: int = 0,
+                     measures: Iterable[str] = ("mi", "auc")) -> PermutationNull:
+    """Chance level of `mutual_information` and `auc_matrix` by permuting the attribute rows (with
+    their validity mask) `n_permutations` times; inside each stratum when `strata` is given (the
+    null of the within-class measures, which keeps each class's attribute frequencies)."""
+    measures = tuple(measures)
+    if not set(measures) <= {"mi", "auc"} or not measures:
+        raise ValueError(f"measures must be a non-empty subset of ('mi', 'auc'), got {measures}")
+    if n_permutations < 1:
+        raise ValueError("n_permutations must be at least 1")
+    u, a, v = _check(u, attributes, valid)
+    s = _strata_codes(strata, len(u))
+    rng = np.random.default_rng(seed)
+    auc_plan = _AucPlan(u, s) if "auc" in measures else None
+    mi_plan = _MiPlan(binary_bits(u), s) if "mi" in measures else None
+    shape = (n_permutations, u.shape[1], a.shape[1])
+    mi = np.empty(shape, np.float32) if mi_plan else None
+    auc = np.empty(shape, np.float32) if auc_plan else None
+    for p in range(n_permutations):
+        perm = _permutation(s, rng)
+        ap, vp = a[perm], v[perm]
+        if mi_plan:
+            mi[p] = mi_plan.mi(ap & vp, vp)
+        if auc_plan:
+            auc[p] = auc_plan.auc(ap & vp, ~ap & vp)
+    log.debug("permutation null: %d permutations, %s", n_permutations, shape)
+    return PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=strata is not None)
+
+
+# ------------------------------------------------------------------------------------ summaries
+def _columns(num: int, columns) -> np.ndarray:
+    if columns is None:
+        return np.arange(num)
+    c = np.asarray(columns)
+    return np.flatnonzero(c) if c.dtype == bool else c.astype(np.int64)
+
+
+def alignment_summary(mi: np.ndarray, auc: np.ndarray, null: PermutationNull, columns=None,
+                      quantile: float = 0.99) -> dict[str, float]:
+    """How well a model's bits line up with attributes (restricted to `columns`), against chance.
+
+    * `mi_best_above_chance`: mean over bits of (MI of the bit's best attribute − the null mean of
+      that same maximum); 0 at chance. `mi_best`, `mi_best_null`: the two terms.
+    * `bits_aligned`: bits whose best MI exceeds the null's `quantile` of the max over attributes.
+    * `attributes_captured`: attributes whose best bit exceeds the null's `quantile` of the max over
+      bits; `attributes_captured_by_chance` = (1 − quantile)·attributes is what chance gives.
+    * `auc_best_above_chance`: as `mi_best_above_chance` for |AUC − 0.5|.
+    Attributes that are NaN everywhere (not measurable) are dropped first.
+    """
+    mi, auc = np.asarray(mi, float), np.asarray(auc, float)
+    cols = _columns(mi.shape[1], columns)
+    cols = cols[~np.all(np.isnan(mi[:, cols]), axis=0)] if len(cols) else cols
+    k = mi.shape[0]
+    out: dict[str, float] = {"bits": k, "attributes": int(len(cols)), "quantile": quantile,
+                             "permutations": null.n_permutations}
+    if len(cols) == 0:
+        nan = float("nan")
+        out.update(mi_best=nan, mi_best_null=nan, mi_best_above_chance=nan, bits_aligned=0,
+                   bits_aligned_share=nan, attributes_captured=0, attributes_captured_share=nan,
+                   attributes_captured_by_chance=0.0, auc_best=nan, auc_best_null=nan,
+                   auc_best_above_chance=nan)
+        return out
+    for name, observed in (("mi", mi[:, cols]), ("auc", np.abs(auc[:, cols] - 0.5))):
+        scores = null.score(name)[:, :, cols].astype(float)
+        best = _nanmax(observed, axis=1)                    # k: best attribute of each bit
+        null_best = _nanmax(scores, axis=2)                 # P×k
+        out[f"{name}_best"] = float(_nanmean(best))
+        out[f"{name}_best_null"] = float(_nanmean(null_best.mean(0)))
+        out[f"{name}_best_above_chance"] = float(_nanmean(best - null_best.mean(0)))
+        if name == "mi":
+            aligned = best > np.quantile(null_best, quantile, axis=0)
+            attr_best = _nanmax(observed, axis=0)           # A': best bit of each attribute
+            captured = attr_best > np.nanquantile(_nanmax(scores, axis=1), quantile, axis=0)
+            out.update(bits_aligned=int(aligned.sum()), bits_aligned_share=float(aligned.mean()),
+                       attributes_captured=int(captured.sum()),
+                       attributes_captured_share=float(captured.mean()),
+                       attributes_captured_by_chance=float((1 - quantile) * len(cols)))
+    return out
+
+
+def top_attributes(mi: np.ndarray, auc: np.ndarray, names: Sequence[str], null: PermutationNull | None = None,
+                   top: int = 3, columns=None):
+    """A table (pandas) with the `top` attributes of every bit, ranked by MI above the cell's null
+    mean (by MI without a null). `direction` says which sign of the bit goes with "present"."""
+    import pandas as pd
+    mi, auc = np.asarray(mi, float), np.asarray(auc, float)
+    cols = _columns(mi.shape[1], columns)
+    excess = mi - (null.cell_mean("mi") if null is not None else 0.0)
+    rows = []
+    for j in range(mi.shape[0]):
+        ranked = cols[np.argsort(-np.nan_to_num(excess[j, cols], nan=-np.inf), kind="stable")][:top]
+        for r, a in enumerate(ranked):
+            if np.isnan(mi[j, a]):
+                continue
+            rows.append({"bit": j, "rank": r + 1, "attribute": names[a], "column": int(a),
+                         "mi": mi[j, a], "mi_above_chance": excess[j, a], "auc": auc[j, a],
+                         "direction": "+1 ↔ present" if auc[j, a] >= 0.5 else "−1 ↔ present"})
+    return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass
+class BitAttributeAnalysis:
+    """`analyse`'s result: MI and AUC (k×A), their permutation null, the attribute names."""
+
+    mi: np.ndarray
+    auc: np.ndarray
+    null: PermutationNull
+    names: list[str]
+    within_strata: bool
+
+    def mi_above_chance(self) -> np.ndarray:
+        """MI minus the cell's null mean (k×A), what the heatmaps show."""
+        return self.mi - self.null.cell_mean("mi")
+
+    def summary(self, columns=None, quantile: float = 0.99) -> dict[str, float]:
+        return alignment_summary(self.mi, self.auc, self.null, columns, quantile)
+
+    def top_attributes(self, top: int = 3, columns=None):
+        return top_attributes(self.mi, self.auc, self.names, self.null, top, columns)
+
+    def best_bit(self, columns=None) -> tuple[int, int]:
+        """(bit, attribute column) of the largest MI above chance among `columns`."""
+        cols = _columns(self.mi.shape[1], columns)
+        excess = np.nan_to_num(self.mi_above_chance()[:, cols], nan=-np.inf)
+        j, c = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        return int(j), int(cols[c])
+
+    def best_attribute(self, bit: int, columns=None) -> int:
+        """Attribute column with the largest MI above chance for `bit`."""
+        cols = _columns(self.mi.shape[1], columns)
+        return int(cols[int(np.argmax(np.nan_to_num(self.mi_above_chance()[bit, cols], nan=-np.inf)))])
+
+
+def analyse(u, attributes, names: Sequence[str], valid=None, strata=None, n_permutations: int = 200,
+            seed: int = 0) -> BitAttributeAnalysis:
+    """MI, AUC and their permutation null for one code matrix (within strata if `strata`)."""
+    mi = mutual_information(u, attributes, valid, strata)
+    auc = auc_matrix(u, attributes, valid, strata)
+    null = permutation_null(u, attributes, valid, strata, n_permutations, seed)
+    return BitAttributeAnalysis(mi, auc, null, list(names), strata is not None)
+
+
+# ------------------------------------------------------------------------------------ galleries
+def extreme_items(u, bit: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with the highest and the lowest relaxed value of `bit` (each `count`, most extreme first)."""
+    values = _np(u)[:, bit]
+    order = np.argsort(-values, kind="stable")
+    count = min(count, len(values) // 2)
+    return order[:count], order[::-1][:count]
+
+
+@torch.no_grad()
+def attention_maps(model, images: torch.Tensor) -> np.ndarray | None:
+    """The part attention maps A (B×M×h×w) of an A²-Net model for a batch; None for `adsh`."""
+    if getattr(model, "num_parts", 0) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = model.forward_all(images.to(device))["attention"].float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def plot_association_heatmap(matrix: np.ndarray, names: Sequence[str], ax=None, title: str = "",
+                             vmin: float | None = 0.0, vmax: float | None = None, cmap: str = "viridis",
+                             label: str = "MI above chance (bits)", cbar: bool = True):
+    """Seaborn heatmap of a bits × attributes matrix (NaN cells blank); returns (fig, ax)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    matrix = np.asarray(matrix, float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * matrix.shape[1] + 2), max(2.5, 0.22 * matrix.shape[0] + 1)))
+    fig = ax.figure
+    sns.heatmap(matrix, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, cbar=cbar, mask=np.isnan(matrix),
+                xticklabels=[short_name(n) for n in names], yticklabels=list(range(matrix.shape[0])),
+                cbar_kws={"label": label} if cbar else None, linewidths=0)
+    ax.set(xlabel="attribute", ylabel="bit", title=title)
+    ax.tick_params(axis="x", labelsize=7, rotation=90)
+    ax.tick_params(axis="y", labelsize=7, rotation=0)
+    return fig, ax
+
+
+def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, count: int = 6,
+                     size: float = 1.2):
+    """For one bit: the `count` images with the highest and the lowest relaxed value (border green
+    when `present` is true for that image, red otherwise) and, for A²-Net models, the attention
+    map of every part on them (each map scaled to its own range). Returns (fig, axes)."""
+    import matplotlib.pyplot as plt
+
+    from a2hlib import plotting
+    u = _np(u)
+    present = _np(present).astype(bool)
+    high, low = extreme_items(u, bit, count)
+    count = len(high)
+    images = torch.stack([dataset[int(i)][0] for i in np.concatenate([high, low])])
+    maps = attention_maps(model, images) if model is not None else None
+    parts = 0 if maps is None else maps.shape[1]
+    fig, axes = plt.subplots(1 + parts, 2 * count + 1, squeeze=False,
+                             figsize=(size * (2 * count + 1), size * 1.15 * (1 + parts) + 0.4))
+    for r in range(1 + parts):
+        axes[r, count].axis("off")  # a blank column between the two halves
+    for half, idx in enumerate((high, low)):
+        first = half * (count + 1)
+        block = images[half * count:(half + 1) * count]
+        titles = [f"u {u[i, bit]:+.2f}" for i in idx]
+        borders = ["tab:green" if present[i] else "tab:red" for i in idx]
+        plotting.image_grid(list(block), titles, ncols=count, borders=borders,
+                            axes=axes[0:1, first:first + count])
+        for p in range(parts):
+            for c in range(count):
+                plotting.heatmap_overlay(block[c], maps[half * count + c, p], ax=axes[p + 1, first + c])
+            axes[p + 1, first].set_ylabel(f"part {p + 1}", fontsize=8)
+        axes[0, first].set_ylabel("image", fontsize=8)
+        axes[0, first].annotate("highest u" if half == 0 else "lowest u", (0, 1.45),
+                                xycoords="axes fraction", fontsize=9, weight="bold")
+    rate_hi, rate_lo = present[high].mean(), present[low].mean()
+    fig.suptitle(f"bit {bit} ↔ {short_name(attribute)}: present in {rate_hi:.0%} of the highest, "
+                 f"{rate_lo:.0%} of the lowest (green border: present)", fontsize=9, y=1.0)
+    return fig, axes

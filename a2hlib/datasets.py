@@ -1,0 +1,220 @@
+"""Torch datasets over a prepared manifest or over in-memory arrays, and the image transforms.
+
+Introduced in `notebooks/01_data_preparation.ipynb`. Every dataset follows the item protocol of
+docs/ARCHITECTURE.md: `ds[i] -> (FloatTensor 3×S×S normalised with ImageNet mean/std, i)`,
+`ds.targets` (LongTensor (N,) or multi-hot FloatTensor (N, C)), `ds.num_classes`, `ds.image_size`.
+`i` is the position inside the dataset (what the ADSH loop uses to index its code matrices);
+`ds.indices[i]` is the row of the manifest.
+
+Transforms follow METHOD.md §4, scaled to the configured input size S: training uses
+RandomResizedCrop(S) + horizontal flip, testing Resize(round(S·256/224)) + CenterCrop(S).
+Images are decoded with PIL (torchvision.io cannot decode on the CPU-only install).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from a2hlib._compat import torchvision  # noqa: F401  (must precede the torchvision imports)
+from a2hlib.manifest import DatasetError, PreparedDataset, read_dataset
+from torchvision.transforms import v2  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_DECODE_TODO = ("restore or re-download the file, or re-run `python -m data_prep` with --skip-bad "
+                "to leave it out")
+
+
+# ------------------------------------------------------------------------------------ transforms
+def resize_size(image_size: int) -> int:
+    """Short side before the centre crop: 256 for 224, scaled for other input sizes."""
+    return int(round(image_size * 256 / 224))
+
+
+def _finish(steps: list, image_size: int) -> v2.Compose:
+    t = v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True),
+                    v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    t.image_size = int(image_size)  # read by the datasets, so callers need not repeat it
+    return t
+
+
+def train_transform(image_size: int, scale: tuple[float, float] = (0.08, 1.0)) -> v2.Compose:
+    """RandomResizedCrop(image_size, scale) + RandomHorizontalFlip + ImageNet normalisation."""
+    return _finish([v2.RandomResizedCrop(image_size, scale=scale, antialias=True),
+                    v2.RandomHorizontalFlip()], image_size)
+
+
+def test_transform(image_size: int) -> v2.Compose:
+    """Resize(round(image_size·256/224)) + CenterCrop(image_size) + ImageNet normalisation."""
+    return _finish([v2.Resize(resize_size(image_size), antialias=True),
+                    v2.CenterCrop(image_size)], image_size)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Undo the ImageNet normalisation of (..., 3, H, W) images; result clamped to [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * std + mean).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------- datasets
+class ImageDataset(torch.utils.data.Dataset):
+    """Shared logic: targets, transform, RGB conversion and the optional decoded-image cache.
+
+    Subclasses implement `_decode(i) -> PIL.Image`. `cache=True` keeps every decoded image in
+    memory as uint8, shrunk so its short side is about round(image_size·256/224) (never enlarged);
+    the transform then runs on the cached copy. With DataLoader workers each worker fills its own
+    cache, so caching pays off with `num_workers=0` or persistent workers.
+    """
+
+    def __init__(self, targets, num_classes: int | None, transform: Callable | None = None, *,
+                 image_size: int | None = None, cache: bool = False, grayscale_to_rgb: bool = True):
+        if isinstance(targets, torch.Tensor):
+            t = targets.detach().cpu().clone()
+        else:  # a copy: arrays from the manifest may be read-only
+            t = torch.as_tensor(np.array(targets))
+        if t.ndim == 1:
+            self.targets = t.long()
+            inferred = int(self.targets.max()) + 1 if len(t) else 0
+        elif t.ndim == 2:
+            self.targets = t.float()
+            inferred = t.shape[1]
+        else:
+            raise ValueError(f"targets must be (N,) class ids or (N, C) multi-hot, got {tuple(t.shape)}")
+        self.num_classes = int(num_classes if num_classes is not None else inferred)
+        if image_size is None:
+            image_size = getattr(transform, "image_size", None)
+        if image_size is None:
+            raise ValueError("give image_size=..., or a transform made by train_transform/test_transform")
+        self.image_size = int(image_size)
+        self.transform = transform if transform is not None else test_transform(self.image_size)
+        self.grayscale_to_rgb = grayscale_to_rgb
+        self._cache: list[np.ndarray | None] | None = [None] * len(self.targets) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _decode(self, i: int) -> Image.Image:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _convert(self, img: Image.Image) -> Image.Image:
+        if img.mode == "RGB" or (img.mode == "L" and not self.grayscale_to_rgb):
+            return img
+        if img.mode in ("P", "PA", "LA", "RGBa"):
+            img = img.convert("RGBA")
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F") and not self.grayscale_to_rgb:
+            return img.convert("L")
+        return img.convert("RGB")
+
+    def load_image(self, i: int) -> Image.Image:
+        """The image of item `i` as a PIL image (RGB unless grayscale_to_rgb=False), before the transform."""
+        i = int(i)
+        if self._cache is not None and self._cache[i] is not None:
+            return Image.fromarray(self._cache[i])
+        img = self._convert(self._decode(i))
+        if self._cache is not None:
+            short = resize_size(self.image_size)
+            w, h = img.size
+            if min(w, h) > short:
+                f = short / min(w, h)
+                img = img.resize((max(1, round(w * f)), max(1, round(h * f))),
+                                 Image.Resampling.BILINEAR, reducing_gap=3.0)
+            self._cache[i] = np.asarray(img, dtype=np.uint8).copy()
+        return img
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for a dataset of {len(self)} images")
+        i %= len(self)
+        return self.transform(self.load_image(i)), i
+
+
+class ManifestDataset(ImageDataset):
+    """The images of one or more splits of a prepared dataset (`a2hlib.manifest.read_dataset`).
+
+    `prepared`: a PreparedDataset or its folder; `split`: 'database', 'query', 'val' or several.
+    Extra attributes: `indices` (manifest rows, int64), `frame` (those rows of the manifest),
+    `prepared`, `split`, `image_path(i)`.
+    """
+
+    def __init__(self, prepared: PreparedDataset | str | os.PathLike, split: str | Iterable[str],
+                 transform: Callable | None = None, *, image_size: int | None = None,
+                 cache: bool = False, grayscale_to_rgb: bool = True):
+        if not isinstance(prepared, PreparedDataset):
+            prepared = read_dataset(prepared)
+        self.prepared = prepared
+        self.split = split if isinstance(split, str) else tuple(split)
+        self.indices = prepared.indices(self.split)
+        self.frame = prepared.frame.iloc[self.indices].reset_index(drop=True)
+        self._paths = self.frame["path"].tolist()
+        super().__init__(prepared.targets(self.indices), prepared.num_classes, transform,
+                         image_size=image_size, cache=cache, grayscale_to_rgb=grayscale_to_rgb)
+
+    def image_path(self, i: int) -> pathlib.Path:
+        return self.prepared.image_root / self._paths[int(i)]
+
+    def _decode(self, i: int) -> Image.Image:
+        if not self._paths[i]:
+            raise DatasetError(f"manifest row {int(self.indices[i])} has no image path",
+                               "this dataset stores no image files; use its in-memory arrays",
+                               file=self.prepared.root / "manifest.csv",
+                               line=int(self.indices[i]) + 2)
+        return decode_image(self.image_path(i),
+                            draft=resize_size(self.image_size) if self._cache is not None else None)
+
+
+class ArrayDataset(ImageDataset):
+    """Images held in memory: uint8 array (N, H, W, 3) or grayscale (N, H, W) / (N, H, W, 1)."""
+
+    def __init__(self, images, targets, transform: Callable | None = None, *,
+                 num_classes: int | None = None, image_size: int | None = None,
+                 grayscale_to_rgb: bool = True):
+        images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {images.dtype}")
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
+        if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+            raise ValueError(f"images must be (N, H, W, 3) or (N, H, W), got {images.shape}")
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images = images
+        self.indices = np.arange(len(images), dtype=np.int64)
+        super().__init__(targets, num_classes, transform, image_size=image_size, cache=False,
+                         grayscale_to_rgb=grayscale_to_rgb)
+
+    def _decode(self, i: int) -> Image.Image:
+        return Image.fromarray(self.images[i])
+
+
+def decode_image(path: str | os.PathLike, draft: int | None = None) -> Image.Image:
+    """Open and fully decode an image with PIL; a missing, corrupt or truncated file raises
+    `DatasetError` naming it. `draft`: let JPEG decode at a reduced scale with short side >= draft."""
+    try:
+        with Image.open(path) as im:
+            if draft is not None and im.format == "JPEG":
+                im.draft("RGB", (draft, draft))
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise DatasetError("image file not found", _DECODE_TODO, file=path) from None
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise DatasetError(f"cannot decode image, corrupt or truncated ({type(err).__name__}: {err})",
+                           _DECODE_TODO, file=path) from None
+
+
+def build_dataset(source: PreparedDataset | str | os.PathLike, split: str | Sequence[str],
+                  image_size: int, train: bool, *, scale: tuple[float, float] = (0.08, 1.0),
+                  cache: bool = False, grayscale_to_rgb: bool = True) -> ManifestDataset:
+    """A ManifestDataset over a prepared dataset folder with the train or the test transform."""
+    t = train_transform(image_size, scale) if train else test_transform(image_size)
+    return ManifestDataset(source, split, t, cache=cache, grayscale_to_rgb=grayscale_to_rgb)

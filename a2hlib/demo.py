@@ -1,0 +1,68 @@
+"""The main job (`make demo`): every notebook on the built-in dataset, figures, and the results table.
+
+    python -m a2hlib.demo [--runs-dir runs] [--figures-only]
+
+Steps (all through `a2hlib.batch`, papermill, cwd = notebooks/): prepare the synthetic birds (01);
+train and evaluate adsh, a2net, a2netpp at 12 and 24 bits with the `cpu` config (02, 03);
+simplicity-bias and bit↔attribute analyses (04, 05); the results table (06); the overview (00) on
+the trained a2netpp. Gallery figures go to `figures/`. Finished steps are skipped; `--figures-only`
+(`make figures`) re-executes every notebook, which retrains nothing that is finished (checkpoints
+are reused) and so only redraws the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+from a2hlib import batch
+from a2hlib.runs import run_dir
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "figures"
+MODELS, BITS, DATASET = ("adsh", "a2net", "a2netpp"), (12, 24), "synthetic"
+OVERVIEW = "00_overview"
+
+
+def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path) -> list[batch.Step]:
+    """The batch plan of the demo, with gallery figures directed to figures/."""
+    args = batch.build_parser().parse_args(
+        ["--datasets", DATASET, "--models", *MODELS, "--bits", *map(str, BITS), "--config", "cpu",
+         "--prepare", "--analyses", "--results", "--runs-dir", str(runs_dir)])
+    steps = batch.plan(args, {}, notebooks_dir)
+    showcase = run_dir(runs_dir.resolve(), DATASET, "a2netpp", max(BITS), 0)
+    for step in steps:
+        per_run = step.notebook in (batch.TRAIN, batch.EVALUATE)
+        if not per_run or step.output.parent == showcase:
+            step.parameters["figures_dir"] = str(FIGURES)
+    out = runs_dir.resolve() / DATASET / "_notebooks" / f"{OVERVIEW}.ipynb"
+    steps.append(batch.Step(OVERVIEW, out, {"run_dir": str(showcase), "code_length": max(BITS),
+                                            "figures_dir": str(FIGURES)}, out, "overview"))
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m a2hlib.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--figures-only", action="store_true", help="re-execute every notebook (no retraining)")
+    args = parser.parse_args(argv)
+    runs_dir = pathlib.Path(args.runs_dir)
+    notebooks_dir = ROOT / "notebooks"
+    start = time.perf_counter()
+    steps = demo_steps(runs_dir, notebooks_dir)
+    batch.check_parameters(steps, notebooks_dir)
+    batch.execute(steps, notebooks_dir, force=args.figures_only, timeout=3600, kernel="python3")
+    print(batch.summary(steps))
+    failed = [s for s in steps if s.status == "failed"]
+    table = runs_dir / "results.md"
+    if table.exists():
+        print("\n" + table.read_text())
+    print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; figures in {FIGURES}; "
+          f"{len(failed)} failed step(s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Retrieval evaluation of a trained run: the numbers of `notebooks/03_retrieval_evaluation.ipynb`.
+
+Two protocols (METHOD.md §1): `asymmetric` (database = the learned codes B, as in ADSH and the
+paper) and `symmetric` (database encoded by the network). Every mAP is reported under both tie
+rules: `stable` (ties ranked by database index) and `aware` (expected AP over random tie orders).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from a2hlib import metrics
+from a2hlib.codes import binarize
+
+
+@dataclass
+class RetrievalReport:
+    """Scalars (for metrics.json) and curves (for plots) of one protocol."""
+
+    protocol: str
+    scalars: dict[str, float]
+    precision_at_n: tuple[np.ndarray, np.ndarray]       # (N values, precision)
+    pr_by_radius: tuple[np.ndarray, np.ndarray]         # (precision[r], recall[r]), r = 0..k
+
+
+def retrieval_report(protocol: str, query_codes, db_codes, query_labels, db_labels,
+                     topk: int = 100, ns: np.ndarray | None = None) -> RetrievalReport:
+    """mAP@all (stable and tie-aware), mAP@topk, P@r≤2, precision@N and PR-by-radius curves."""
+    q, d = binarize(torch.as_tensor(query_codes)), binarize(torch.as_tensor(db_codes))
+    ql, dl = torch.as_tensor(query_labels), torch.as_tensor(db_labels)
+    topk = min(topk, len(d))
+    if ns is None:
+        ns = np.unique(np.linspace(1, len(d), num=min(50, len(d))).astype(int))
+    scalars = {
+        "map_all_stable": metrics.mean_average_precision(q, d, ql, dl, ties="stable"),
+        "map_all_aware": metrics.mean_average_precision(q, d, ql, dl, ties="aware"),
+        f"map_at_{topk}": metrics.mean_average_precision(q, d, ql, dl, topk=topk),
+        "precision_radius2": metrics.precision_within_radius(q, d, ql, dl, radius=2),
+    }
+    return RetrievalReport(protocol, scalars, (ns, metrics.precision_at_n(q, d, ql, dl, ns)),
+                           metrics.precision_recall_by_radius(q, d, ql, dl))
+
+
+def random_code_baseline(query_labels, db_labels, code_length: int, seed: int = 0) -> float:
+    """mAP@all (stable) of random codes: the chance level a trained model must beat."""
+    g = torch.Generator().manual_seed(seed)
+    q = binarize(torch.randn(len(query_labels), code_length, generator=g))
+    d = binarize(torch.randn(len(db_labels), code_length, generator=g))
+    return metrics.mean_average_precision(q, d, torch.as_tensor(query_labels), torch.as_tensor(db_labels))
+
+
+def hash_codes(model, dataset, device: str | torch.device = "cpu", batch_size: int = 128) -> torch.Tensor:
+    """b = sign(u) (sign(0) = +1) of every item of `dataset`, in order."""
+    from a2hlib.models import encode
+    return binarize(encode(model, dataset, batch_size=batch_size, device=device))
+
+
+def query_map(model, queries, db_codes: torch.Tensor, db_labels, device: str | torch.device = "cpu",
+              ties: str = "stable") -> float:
+    """mAP@all of `queries` (encoded by `model`) against database codes: one number, for selection."""
+    return metrics.mean_average_precision(hash_codes(model, queries, device), db_codes, queries.targets,
+                                          torch.as_tensor(db_labels), ties=ties)
+
+
+def top_k(query_codes, db_codes, k: int) -> np.ndarray:
+    """Indices (q×k) of the k nearest database codes by Hamming distance, ties by database index."""
+    from a2hlib.codes import hamming_distance
+    d = np.asarray(hamming_distance(query_codes, db_codes))
+    return np.argsort(d, axis=1, kind="stable")[:, :k]

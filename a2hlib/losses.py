@@ -1,0 +1,111 @@
+"""Losses of ADSH, A²-Net and A²-Net++ (METHOD.md §3), returned as a dict of named terms.
+
+Explained, with the schedule plotted, in `notebooks/02_training.ipynb`.
+
+With k bits, a batch of b images, n database items and codes B ∈ {±1}^{n×k}:
+
+- hash   = (12/k) Σ_ij (k·S̃_ij − u_iᵀB_j)² / (b·n)
+- quant  = (12/k) γ Σ_i ‖u_i − B_Ω(i)‖² / (b·n)
+- rec    = MSE(x̂, x)                     (feature reconstruction through the tied decoder)
+- dec    = mean((uᵀu − b·I)²) / (b·k)    (decorrelation of the k attribute dimensions)
+- image  = MSE(Î, I in [0, 1])            (A²-Net++ self-consistency; the official code compares
+                                          with the ImageNet-normalised input, we de-normalise first)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+TERMS = ("hash", "quant", "rec", "dec", "image")
+
+
+def similarity_matrix(sample_labels: torch.Tensor, db_labels: torch.Tensor, soft: bool = True) -> torch.Tensor:
+    """S (m×n): +1 where sample i and database item j share a label, else −1.
+
+    Labels are 1-D class ids or 2-D multi-hot. With `soft` (the official ADSH_PyTorch rescaling,
+    not in the ADSH paper): r = ΣS / Σ(1 − S), S̃ = S(1 + r) − r, so positives stay +1 and
+    negatives become −P/N (P, N: numbers of positive and negative pairs), close to 0 for
+    fine-grained sets with many classes.
+    """
+    if sample_labels.dim() == 1:
+        same = sample_labels[:, None] == db_labels[None, :]
+    else:
+        same = (sample_labels.float() @ db_labels.float().t()) > 0
+    s = same.float() * 2 - 1
+    if soft:
+        negatives = (1 - s).sum()
+        if negatives > 0:
+            r = s.sum() / negatives
+            s = s * (1 + r) - r
+    return s
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each term; a term with weight 0 is still computed (without gradient) for logging."""
+
+    hash: float = 1.0
+    quant: float = 1.0
+    rec: float = 0.0
+    dec: float = 0.0
+    image: float = 0.0
+
+
+def schedule(variant: str, phase: int) -> LossWeights:
+    """The official two-phase schedule: phase 1 = hash + quant (A²-Net++: + 0.01·image);
+    phase 2 adds rec + dec with weight 1 (A²-Net++: image weight 0.1). ADSH: hash + quant always."""
+    if phase not in (1, 2):
+        raise ValueError(f"phase must be 1 or 2, got {phase}")
+    if variant == "adsh":
+        return LossWeights()
+    second = phase == 2
+    image = (0.1 if second else 0.01) if variant == "a2netpp" else 0.0
+    return LossWeights(rec=float(second), dec=float(second), image=image)
+
+
+def hash_loss(u: torch.Tensor, B: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    k = u.shape[1]
+    return ((k * S - u @ B.t()) ** 2).sum() / (u.shape[0] * B.shape[0]) * 12 / k
+
+
+def quantization_loss(u: torch.Tensor, B_batch: torch.Tensor, n: int, gamma: float) -> torch.Tensor:
+    k = u.shape[1]
+    return ((u - B_batch) ** 2).sum() / (u.shape[0] * n) * gamma * 12 / k
+
+
+def decorrelation_loss(u: torch.Tensor) -> torch.Tensor:
+    b, k = u.shape
+    eye = torch.eye(k, device=u.device, dtype=u.dtype)
+    return F.mse_loss(u.t() @ u, b * eye) / b / k
+
+
+def hashing_losses(outputs: dict[str, torch.Tensor], B: torch.Tensor, S: torch.Tensor,
+                   batch_db_index: torch.Tensor, weights: LossWeights, gamma: float = 200.0,
+                   target_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """All terms for one batch plus `total` = Σ weight·term.
+
+    outputs: the model's training dict (`u`, and `features`/`reconstruction`/`image` when present);
+    B: n×k database codes; S: b×n (soft) similarity of the batch to the database;
+    batch_db_index: database row of each batch image (Ω(i)); target_images: I in [0, 1].
+    """
+    u = outputs["u"].float()
+    B = B.to(u)
+    terms: dict[str, torch.Tensor] = {
+        "hash": hash_loss(u, B, S.to(u)),
+        "quant": quantization_loss(u, B[batch_db_index], B.shape[0], gamma),
+    }
+    if "reconstruction" in outputs:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.rec > 0):
+            terms["rec"] = F.mse_loss(outputs["reconstruction"].float(), outputs["features"].float())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.dec > 0):
+            terms["dec"] = decorrelation_loss(u)
+    if "image" in outputs:
+        if target_images is None:
+            raise ValueError("the a2netpp image term needs target_images (the batch in [0, 1])")
+        with torch.set_grad_enabled(torch.is_grad_enabled() and weights.image > 0):
+            terms["image"] = F.mse_loss(outputs["image"].float(), target_images.to(u))
+    total = sum(getattr(weights, name) * value for name, value in terms.items() if getattr(weights, name) > 0)
+    terms["total"] = total
+    return terms

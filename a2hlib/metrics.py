@@ -1,0 +1,545 @@
+"""Retrieval metrics over a Hamming ranking: mAP (stable or tie-aware), mAP@k, precision@N,
+precision–recall by Hamming radius, precision within radius 2.
+
+Introduced in `notebooks/03_retrieval_evaluation.ipynb` (METHOD.md §1 and §6).
+
+Conventions shared by every function here:
+
+* codes are ±1 matrices (numpy arrays or torch tensors, n × k); the database is ranked by the
+  Hamming distance d = (k − qᵀb) / 2 to each query;
+* labels are 1-D class ids, or 2-D multi-hot rows; relevant = same class, or at least one shared
+  label;
+* a query with no relevant database item scores 0 in every metric (and still counts in the mean);
+* `ties="stable"` ranks equal distances by database index, exactly like a stable argsort.
+
+How it is fast without sorting: distances are integers 0..k. For one query let the relevant items,
+in database order, be i_1 < … < i_R, and give every database item j the key
+d_j·M + s_j, where s_j = #{r: i_r < j} and M = R + 1. A histogram of the keys, cumulatively summed,
+gives at the key of i_r exactly the number of items ranked at or before i_r under the stable
+rule: the items with a smaller distance, plus those with the same distance and an index ≤ i_r.
+So the ranks of all relevant items cost one matrix product, one scatter-add and one cumulative
+sum per query, with no argsort. The per-distance counts that the tie-aware AP and the radius
+metrics need fall out of the same histogram. Queries are processed in small chunks, so memory
+stays bounded (a few hundred MB at 25,250 × 75,750).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "mean_average_precision",
+    "precision_at_n",
+    "precision_recall_by_radius",
+    "precision_within_radius",
+]
+
+_LOG = logging.getLogger(__name__)
+
+# working memory of one query chunk (matrix product output, keys, histograms)
+_WORK_BYTES = 192 * 2**20
+_MAX_CHUNK_ROWS = 16
+_MAX_WORKERS = 8
+# keys are built in float32 and must stay exact integers: half-integers need < 2**23
+_KEY_LIMIT = 2**23
+# beyond this many histogram bins per database item the per-query stable argsort is cheaper
+_MAX_BINS_PER_ITEM = 32
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+def _codes_tensor(codes, name: str) -> torch.Tensor:
+    """Checked ±1 codes as a float32 CPU tensor (n × k)."""
+    if isinstance(codes, torch.Tensor):
+        t = codes.detach().to("cpu")
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(codes)))
+    if t.dim() != 2:
+        raise ValueError(f"{name}: expected a 2-D (n × k) code matrix, got shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or not bool(((t == 1) | (t == -1)).all()):
+        raise ValueError(f"{name}: codes must contain only -1 and +1 (use a2hlib.codes.binarize)")
+    return t.to(torch.float32)
+
+
+def _labels_array(labels, name: str) -> np.ndarray:
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    a = np.asarray(labels)
+    if a.ndim == 1:
+        if a.dtype.kind == "f":
+            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                raise ValueError(f"{name}: 1-D labels must be integer class ids")
+            a = a.astype(np.int64)
+        elif a.dtype.kind not in "iub":
+            raise ValueError(f"{name}: 1-D labels must be integer class ids, got dtype {a.dtype}")
+        return a.astype(np.int64)
+    if a.ndim == 2:
+        return a != 0
+    raise ValueError(f"{name}: labels must be 1-D class ids or 2-D multi-hot, got shape {a.shape}")
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_matmul_ok() -> bool:
+    """Whether torch._int_mm (int8 × int8 -> int32, exact) runs here."""
+    try:
+        a = torch.tensor([[1, -1, 1]], dtype=torch.int8)
+        return bool((torch._int_mm(a, a.T.contiguous()) == 3).all())
+    except Exception:  # private op; absent or unsupported on some builds
+        return False
+
+
+def _bf16_is_fast() -> bool:
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()) or bool(torch.cpu._is_amx_tile_supported())
+    except Exception:  # private helpers; absent on some builds
+        return False
+
+
+@dataclass
+class _Problem:
+    q: torch.Tensor          # (nq, k) codes in the matrix-product dtype (int8, bfloat16, float32)
+    b_t: torch.Tensor        # (k, n) database codes, transposed, contiguous
+    k: int
+    n: int
+    nq: int
+    single: bool             # class ids (True) or multi-hot (False)
+    ql: np.ndarray           # query labels
+    dbl: np.ndarray          # database labels
+
+
+def _prepare(query_codes, db_codes, query_labels, db_labels) -> _Problem:
+    q = _codes_tensor(query_codes, "query_codes")
+    b = _codes_tensor(db_codes, "db_codes")
+    if q.shape[1] != b.shape[1]:
+        raise ValueError(f"code lengths differ: {q.shape[1]} vs {b.shape[1]}")
+    if q.shape[0] == 0 or b.shape[0] == 0:
+        raise ValueError("need at least one query and one database item")
+    ql = _labels_array(query_labels, "query_labels")
+    dbl = _labels_array(db_labels, "db_labels")
+    if len(ql) != q.shape[0] or len(dbl) != b.shape[0]:
+        raise ValueError(f"label counts ({len(ql)}, {len(dbl)}) do not match code counts "
+                         f"({q.shape[0]}, {b.shape[0]})")
+    if ql.ndim != dbl.ndim or (ql.ndim == 2 and ql.shape[1] != dbl.shape[1]):
+        raise ValueError(f"query and database labels disagree in form: {ql.shape} vs {dbl.shape}")
+    k = q.shape[1]
+    # ±1 inner products are integers in [-k, k]: exact in int8 × int8 -> int32 products, and in
+    # bfloat16 up to k = 256
+    if _int8_matmul_ok():
+        dtype = torch.int8
+    else:
+        dtype = torch.bfloat16 if (k <= 256 and _bf16_is_fast()) else torch.float32
+    return _Problem(q=q.to(dtype), b_t=b.T.contiguous().to(dtype), k=k, n=b.shape[0], nq=q.shape[0],
+                    single=ql.ndim == 1, ql=ql, dbl=dbl)
+
+
+# ----------------------------------------------------------------------------------------------
+# the engine: per-query cumulative counts by distance and (optionally) stable ranks
+
+
+@dataclass
+class _Chunk:
+    rows: np.ndarray                 # query indices (m,), all with at least one relevant item
+    n_rel: np.ndarray                # R per query (m,)
+    n_le: np.ndarray                 # (m, k+1): #items with distance <= b
+    r_le: np.ndarray                 # (m, k+1): #relevant items with distance <= b
+    ranks: np.ndarray | None = None  # (m, max R) ascending 1-based stable ranks of relevant items,
+    #                                  padded with n + 1
+
+
+def _query_groups(p: _Problem) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(query rows, shared relevant database indices) for class ids; (rows, None) for multi-hot."""
+    if p.single:
+        q_order = np.argsort(p.ql, kind="stable")
+        classes, starts = np.unique(p.ql[q_order], return_index=True)
+        ends = np.r_[starts[1:], p.nq]
+        d_order = np.argsort(p.dbl, kind="stable")
+        d_sorted = p.dbl[d_order]
+        lo = np.searchsorted(d_sorted, classes, side="left")
+        hi = np.searchsorted(d_sorted, classes, side="right")
+        for c in range(len(classes)):
+            if hi[c] > lo[c]:  # queries of a class absent from the database score 0
+                yield q_order[starts[c]:ends[c]], np.sort(d_order[lo[c]:hi[c]])
+    else:
+        yield np.arange(p.nq), None
+
+
+class _Workspace:
+    """Buffers reused across chunks (fresh large allocations cost page faults every time)."""
+
+    def __init__(self, p: _Problem, rows: int):
+        integer = p.q.dtype == torch.int8
+        self.ip = torch.empty(rows * p.n, dtype=torch.int32 if integer else p.q.dtype)
+        self.key_s = torch.empty(rows * p.n, dtype=torch.int32 if integer else torch.float32)
+        self.key_i = torch.empty(rows * p.n, dtype=torch.int64)
+        # int32 counts (n < 2**31): a smaller histogram scatters faster than int64
+        self._hist = torch.empty(0, dtype=torch.int32)
+        self.one = torch.ones((1, 1), dtype=torch.int32)
+
+    def hist(self, size: int) -> torch.Tensor:
+        if self._hist.numel() < size:
+            self._hist = torch.empty(size, dtype=torch.int32)
+        return self._hist[:size]
+
+
+def _key_width(p: _Problem, n_rel_max: int, need_ranks: bool) -> tuple[int, bool]:
+    """(M, ranks by histogram?) for the key d·M + s. M >= R + 1 when ranks come from the histogram;
+    2 when no ranks are needed or the histogram would be too large (then ranks come from a
+    per-query argsort). M is even, so that (k − qᵀb)·M/2 is an integer."""
+    m_key = n_rel_max + 1 + (n_rel_max + 1) % 2
+    if not need_ranks or (p.k + 1) * m_key >= _KEY_LIMIT \
+            or (p.k + 1) * m_key > _MAX_BINS_PER_ITEM * p.n + 4096:
+        return 2, False
+    return m_key, True
+
+
+def _key_base(p: _Problem, seg, m_key: int) -> torch.Tensor:
+    """s_j + k·M/2, the part of the key that does not depend on the query's code, in the dtype
+    the keys are built in. seg: None (all zero), a numpy (n,) vector, or a torch (m × n) matrix."""
+    dtype = torch.int32 if p.q.dtype == torch.int8 else torch.float32
+    offset = p.k * m_key // 2
+    if seg is None:
+        return torch.full((1, 1), offset, dtype=dtype)
+    if isinstance(seg, np.ndarray):
+        return torch.from_numpy((seg + offset).astype(np.int32 if dtype == torch.int32 else np.float32))[None, :]
+    return (seg + offset).to(dtype)
+
+
+def _tasks(p: _Problem, need_ranks: bool, rows_per_chunk: int
+           ) -> Iterator[Callable[[_Workspace], _Chunk | None]]:
+    """One job per chunk of queries; each job takes a workspace and returns a _Chunk (or None)."""
+    if p.single:
+        for rows, rel_idx in _query_groups(p):
+            rel = np.zeros(p.n, dtype=bool)
+            rel[rel_idx] = True
+            m_key, by_hist = _key_width(p, len(rel_idx), need_ranks)
+            # s_j: relevant items before j
+            base = _key_base(p, np.cumsum(rel) - rel if by_hist else None, m_key)
+            rel_t = torch.from_numpy(rel_idx)
+            for a in range(0, len(rows), rows_per_chunk):
+                yield functools.partial(_chunk, p, rows=rows[a:a + rows_per_chunk], need_ranks=need_ranks,
+                                        m_key=m_key, by_hist=by_hist, base=base, rel_idx=rel_t,
+                                        rel_mask=rel)
+    else:
+        lq = torch.from_numpy(p.ql.astype(np.float32))
+        ldb_t = torch.from_numpy(p.dbl.astype(np.float32)).T.contiguous()
+        for a in range(0, p.nq, rows_per_chunk):
+            yield functools.partial(_multi_label_chunk, p, np.arange(a, min(p.nq, a + rows_per_chunk)),
+                                    need_ranks, lq, ldb_t)
+
+
+def _multi_label_chunk(p: _Problem, rows: np.ndarray, need_ranks: bool, lq: torch.Tensor,
+                       ldb_t: torch.Tensor, ws: _Workspace) -> _Chunk | None:
+    rel = (lq[torch.from_numpy(rows)] @ ldb_t) > 0  # shared-label counts are exact in float32
+    n_rel = rel.sum(1)
+    keep = n_rel > 0
+    if not bool(keep.any()):
+        return None
+    rows, rel = rows[keep.numpy()], rel[keep]
+    m_key, by_hist = _key_width(p, int(n_rel.max()), need_ranks)
+    seg = None
+    if by_hist:
+        rel32 = rel.to(torch.int32)
+        seg = torch.cumsum(rel32, 1) - rel32
+    return _chunk(p, ws, rows, need_ranks, m_key, by_hist, _key_base(p, seg, m_key), rel_idx=None,
+                  rel_mask=rel.numpy())
+
+
+def _iter_chunks(p: _Problem, need_ranks: bool) -> Iterator[_Chunk]:
+    """Every query with at least one relevant item, in chunks, with its counts (and ranks).
+
+    Chunks run on torch.get_num_threads() worker threads, each with single-threaded torch ops
+    (restored afterwards): independent workers keep both cores busy even when other processes
+    compete for them, where fine-grained intra-op parallelism stalls at every barrier."""
+    if p.single:
+        max_r = int(np.unique(p.dbl, return_counts=True)[1].max())
+    else:  # an upper bound on R per query, to size the chunks
+        max_r = int(min(p.n, (p.ql.astype(np.int64) @ p.dbl.sum(0)).max(initial=0)))
+    bins = (p.k + 1) * _key_width(p, max_r, need_ranks)[0]
+    rows_per_chunk = int(max(1, min(_MAX_CHUNK_ROWS, _WORK_BYTES // (
+        p.n * (4 + 4 + 8 + (0 if p.single else 13)) + 4 * bins))))
+    workers = max(1, min(_MAX_WORKERS, torch.get_num_threads(), -(-p.nq // rows_per_chunk)))
+    _LOG.debug("metrics: %d queries × %d items, %d bits, %s products, chunks of %d rows, %d workers",
+               p.nq, p.n, p.k, p.q.dtype, rows_per_chunk, workers)
+    tasks = _tasks(p, need_ranks, rows_per_chunk)
+    if workers == 1:
+        ws = _Workspace(p, rows_per_chunk)
+        for task in tasks:
+            c = task(ws)
+            if c is not None:
+                yield c
+        return
+    saved = torch.get_num_threads()
+    local = threading.local()
+
+    def run(task):
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            torch.set_num_threads(1)  # per worker thread under OpenMP
+            ws = local.ws = _Workspace(p, rows_per_chunk)
+        return task(ws)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque = deque()
+            for task in tasks:
+                pending.append(pool.submit(run, task))
+                if len(pending) >= 2 * workers:
+                    c = pending.popleft().result()
+                    if c is not None:
+                        yield c
+            while pending:
+                c = pending.popleft().result()
+                if c is not None:
+                    yield c
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _chunk(p: _Problem, ws: _Workspace, rows: np.ndarray, need_ranks: bool, m_key: int,
+           by_hist: bool, base: torch.Tensor, rel_idx: torch.Tensor | None,
+           rel_mask: np.ndarray) -> _Chunk:
+    """Counts (and ranks) for one chunk of queries. rel_idx: relevant indices shared by all rows
+    (class ids); else rel_mask is (m × n)."""
+    m, n, k1 = len(rows), p.n, p.k + 1
+    ip = ws.ip[:m * n].view(m, n)
+    q = p.q[torch.from_numpy(rows)]
+    if p.q.dtype == torch.int8:
+        torch._int_mm(q, p.b_t, out=ip)
+    else:
+        torch.matmul(q, p.b_t, out=ip)
+    key_s = ws.key_s[:m * n].view(m, n)
+    # d·M + s = s + k·M/2 − qᵀb·M/2: exact integers (int32, or float32 below 2**23)
+    torch.add(base, ip, alpha=-(m_key // 2), out=key_s)
+    key = ws.key_i[:m * n].view(m, n)
+    key.copy_(key_s)
+    bins = k1 * m_key
+    hist = ws.hist(m * bins).view(m, bins)
+    hist.zero_()
+    hist.scatter_add_(1, key, ws.one.expand(m, n))
+    hist.cumsum_(1)                   # hist[i, x] = #items with key <= x
+    n_le = hist[:, m_key - 1::m_key].numpy().astype(np.int64)
+
+    if rel_idx is not None:
+        n_rel = np.full(m, len(rel_idx), dtype=np.int64)
+        rel_keys = key.index_select(1, rel_idx)                      # (m, R), database order
+        rel_rows = None
+    else:
+        rel_t = torch.from_numpy(rel_mask)
+        rel_keys = key[rel_t]                                        # row-major, flat
+        rel_rows = torch.nonzero(rel_t)[:, 0]
+        n_rel = rel_mask.sum(1).astype(np.int64)
+    d_rel = torch.div(rel_keys, m_key, rounding_mode="floor")
+    if rel_rows is None:
+        flat = (d_rel + torch.arange(m)[:, None] * k1).reshape(-1)
+    else:
+        flat = d_rel + rel_rows * k1
+    r_le = np.cumsum(np.bincount(flat.numpy(), minlength=m * k1).reshape(m, k1), axis=1)
+
+    ranks = None
+    if need_ranks:
+        if by_hist:
+            if rel_rows is None:
+                ranks = torch.gather(hist, 1, rel_keys)
+                ranks = np.sort(ranks.numpy(), axis=1).astype(np.int64)
+            else:
+                vals = hist[rel_rows, rel_keys].numpy()
+                ranks = _pad_rows(vals, rel_rows.numpy(), n_rel, fill=n + 1)
+                ranks.sort(axis=1)
+        else:  # too many relevant items for a histogram: per-query stable argsort
+            ranks = _ranks_by_argsort(key.numpy(), rel_mask, n_rel, n)
+    return _Chunk(rows=rows, n_rel=n_rel, n_le=n_le, r_le=r_le, ranks=ranks)
+
+
+def _pad_rows(vals: np.ndarray, row_ids: np.ndarray, counts: np.ndarray, fill: int) -> np.ndarray:
+    out = np.full((len(counts), int(counts.max())), fill, dtype=np.int64)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    out[row_ids, np.arange(len(vals)) - starts[row_ids]] = vals
+    return out
+
+
+def _ranks_by_argsort(dist: np.ndarray, rel_mask: np.ndarray, n_rel: np.ndarray, n: int) -> np.ndarray:
+    """Stable ranks of relevant items by per-query argsort (used when R is very large)."""
+    m = dist.shape[0]
+    d16 = dist.astype(np.int16)
+    out = np.full((m, int(n_rel.max())), n + 1, dtype=np.int64)
+    for i in range(m):
+        rel = rel_mask if rel_mask.ndim == 1 else rel_mask[i]
+        order = np.argsort(d16[i], kind="stable")  # radix sort on small ints
+        r = np.flatnonzero(rel[order]) + 1
+        out[i, :len(r)] = r
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# AP from counts and ranks
+
+
+def _harmonic(n: int) -> np.ndarray:
+    """H[i] = 1 + 1/2 + … + 1/i for i = 0..n."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1, dtype=np.float64))])
+
+
+def _bucket_terms(c: _Chunk):
+    n_b = np.diff(c.n_le, axis=1, prepend=0)
+    r_b = np.diff(c.r_le, axis=1, prepend=0)
+    return n_b, r_b, c.n_le - n_b, c.r_le - r_b
+
+
+def _expected_precision_sums(n_b, r_b, n0, r0, h: np.ndarray) -> np.ndarray:
+    """E[sum of precisions at the relevant items of each distance bucket] when the bucket's items
+    are in uniformly random order (McSherry & Najork 2008). Shapes (m, k+1)."""
+    d_h = h[n0 + n_b] - h[n0]   # sum_{p=1}^{n_b} 1/(n0 + p)
+    first = (r0 + 1) * d_h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        second = np.where(n_b > 1, (r_b - 1) / np.maximum(n_b - 1, 1) * (n_b - (n0 + 1) * d_h), 0.0)
+        s = np.where(n_b > 0, r_b / np.maximum(n_b, 1) * (first + second), 0.0)
+    return s
+
+
+def _ap_stable(c: _Chunk, topk: int | None) -> np.ndarray:
+    pos = np.arange(1, c.ranks.shape[1] + 1, dtype=np.float64)
+    valid = pos[None, :] <= c.n_rel[:, None]
+    if topk is not None:
+        valid &= c.ranks <= topk
+    terms = np.where(valid, pos[None, :] / c.ranks, 0.0)
+    denom = valid.sum(1) if topk is not None else c.n_rel
+    return np.where(denom > 0, terms.sum(1) / np.maximum(denom, 1), 0.0)
+
+
+def _ap_aware(c: _Chunk, h: np.ndarray) -> np.ndarray:
+    s = _expected_precision_sums(*_bucket_terms(c), h)
+    return s.sum(1) / c.n_rel
+
+
+def _ap_aware_at_k(c: _Chunk, topk: int, h: np.ndarray) -> np.ndarray:
+    """E[AP@k] over random orders of tied items. Only the bucket that the cut at rank k splits is
+    uncertain: the number X of its relevant items above the cut is hypergeometric."""
+    from scipy.special import gammaln
+
+    n_b, r_b, n0, r0 = _bucket_terms(c)
+    s = _expected_precision_sums(n_b, r_b, n0, r0, h)
+    m = len(c.rows)
+    cut = np.argmax(c.n_le >= topk, axis=1)          # bucket holding rank k
+    ix = (np.arange(m), cut)
+    a_prev = (np.cumsum(s, axis=1) - s)[ix]           # buckets wholly above the cut
+    nb, rb, nn, rr = n_b[ix], r_b[ix], n0[ix], r0[ix]
+    t = topk - nn                                     # positions of the cut bucket above the cut
+    d_h = h[nn + t] - h[nn]
+    out = np.empty(m)
+    step = max(1, 2**21 // (int(np.minimum(t, rb).max()) + 1))
+    for a in range(0, m, step):
+        sl = slice(a, a + step)
+        tt, nbs, rbs, rrs, nns, dhs = (v[sl][:, None].astype(np.float64)
+                                       for v in (t, nb, rb, rr, nn, d_h))
+        x = np.arange(int(np.minimum(t[sl], rb[sl]).max()) + 1, dtype=np.float64)[None, :]
+        ok = (x <= rbs) & (tt - x <= nbs - rbs) & (x <= tt)
+
+        def lbinom(a_, b_):
+            return gammaln(a_ + 1) - gammaln(b_ + 1) - gammaln(np.maximum(a_ - b_, 0) + 1)
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logp = lbinom(rbs, np.minimum(x, rbs)) + lbinom(nbs - rbs, np.clip(tt - x, 0, None)) \
+                - lbinom(nbs, tt)
+            pmf = np.where(ok, np.exp(logp), 0.0)
+            g = x / tt * ((rrs + 1) * dhs
+                          + np.where(tt > 1, (x - 1) / np.maximum(tt - 1, 1) * (tt - (nns + 1) * dhs), 0.0))
+            denom = rrs + x
+            val = np.where(denom > 0, (a_prev[sl][:, None] + g) / np.maximum(denom, 1), 0.0)
+        out[sl] = (pmf * val).sum(1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
+                           topk: int | None = None, ties: str = "stable") -> float:
+    """mAP of Hamming ranking, in [0, 1] (see `notebooks/03_retrieval_evaluation.ipynb`).
+
+    topk=None ranks the whole database (mAP@all, the paper's metric). topk=k gives mAP@k: the
+    precisions at the relevant items among the first k, averaged over the number of relevant items
+    within the first k (the DSH/ADSH `calc_topMap` convention); a query with none there scores 0.
+
+    ties="stable": equal distances in database order (a stable argsort). ties="aware": the
+    expected AP when tied items are in uniformly random order (McSherry & Najork, ECIR 2008),
+    computed exactly from the per-distance counts. With topk, "aware" is the expectation of the
+    AP@k above over those random orders (the bucket cut by rank k contributes a hypergeometric
+    number of relevant items).
+    """
+    if ties not in ("stable", "aware"):
+        raise ValueError(f"ties must be 'stable' or 'aware', got {ties!r}")
+    if topk is not None and (int(topk) != topk or topk < 1):
+        raise ValueError(f"topk must be a positive integer or None, got {topk!r}")
+    p = _prepare(query_codes, db_codes, query_labels, db_labels)
+    if topk is not None and topk >= p.n:
+        topk = None  # the whole database: AP@n is AP@all
+    h = _harmonic(p.n) if ties == "aware" else None
+    total = 0.0
+    for c in _iter_chunks(p, need_ranks=ties == "stable"):
+        if ties == "stable":
+            ap = _ap_stable(c, topk)
+        elif topk is None:
+            ap = _ap_aware(c, h)
+        else:
+            ap = _ap_aware_at_k(c, int(topk), h)
+        total += float(ap.sum())
+    return total / p.nq
+
+
+def precision_at_n(query_codes, db_codes, query_labels, db_labels,
+                   ns: int | Sequence[int]) -> np.ndarray:
+    """Mean precision of the top-N list for each N in ns (stable ties; 1 <= N <= database size).
+
+    Returns a float array with one entry per N. See `notebooks/03_retrieval_evaluation.ipynb`.
+    """
+    ns_arr = np.atleast_1d(np.asarray(ns, dtype=np.int64))
+    p = _prepare(query_codes, db_codes, query_labels, db_labels)
+    if ns_arr.ndim != 1 or (ns_arr < 1).any() or (ns_arr > p.n).any():
+        raise ValueError(f"every N must be in 1..{p.n} (the database size), got {ns!r}")
+    hits = np.zeros(len(ns_arr), dtype=np.int64)
+    for c in _iter_chunks(p, need_ranks=True):
+        m, width = c.ranks.shape
+        stride = p.n + 2  # ranks lie in 1..n+1: offset rows so the flat array stays sorted
+        off = np.arange(m, dtype=np.int64)[:, None] * stride
+        flat = (c.ranks + off).ravel()
+        found = np.searchsorted(flat, (off + ns_arr[None, :]).ravel(), side="right").reshape(m, -1)
+        hits += (found - np.arange(m)[:, None] * width).sum(0)
+    return hits / (ns_arr.astype(np.float64) * p.nq)
+
+
+def precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean precision and recall when every item within Hamming radius r is retrieved, r = 0..k.
+
+    A query that retrieves nothing at radius r has precision 0 there (it still counts in the
+    mean, as in the DPSH/HashNet "precision within radius" evaluations); a query without relevant
+    items has recall 0. See `notebooks/03_retrieval_evaluation.ipynb`.
+    """
+    p = _prepare(query_codes, db_codes, query_labels, db_labels)
+    prec = np.zeros(p.k + 1)
+    rec = np.zeros(p.k + 1)
+    for c in _iter_chunks(p, need_ranks=False):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec += np.where(c.n_le > 0, c.r_le / np.maximum(c.n_le, 1), 0.0).sum(0)
+        rec += (c.r_le / c.n_rel[:, None]).sum(0)
+    return prec / p.nq, rec / p.nq
+
+
+def precision_within_radius(query_codes, db_codes, query_labels, db_labels, radius: int = 2) -> float:
+    """Mean precision of the items within Hamming radius `radius` (0 for a query that retrieves
+    nothing), as in `precision_recall_by_radius`. See `notebooks/03_retrieval_evaluation.ipynb`."""
+    if int(radius) != radius or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+    prec, _ = precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels)
+    return float(prec[min(int(radius), len(prec) - 1)])

@@ -1,0 +1,171 @@
+"""The hashing networks: `adsh` (baseline), `a2net` and `a2netpp` (A²-Net++), one code path.
+
+Walk-through with shapes: `notebooks/00_overview.ipynb`. METHOD.md §2 is the spec.
+
+- stem T = conv1…layer3(I)                     B×C3×h×w
+- global branch g = pool(layer4_g(T))          B×C4
+- attention A = stack(T), ≥ 0 (ReLU)           B×M×h×w               (a2net, a2netpp)
+- parts l_m = pool(layer4_p(T ⊙ A_m))          B×M×C4, layer4_p shared by all parts
+- x = [l_1 … l_M ; g], v = W x, u = tanh(v)    B×k
+- tied decoder x̂ = Wᵀ u                        B×(M+1)·C4
+- image path Î = G(Linear(x))                  B×3×S×S in [0, 1]     (a2netpp, training only)
+
+`adsh` is the same stem and global branch followed by Linear(C4→k) and tanh.
+In eval mode `forward` returns u; in train mode (or with `forward_all`) a dict of everything the
+losses and the analyses need.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from a2hlib._compat import torchvision
+from a2hlib.backbones import build_backbone
+
+log = logging.getLogger(__name__)
+VARIANTS = ("adsh", "a2net", "a2netpp")
+
+
+def attention_stack(channels: int, num_parts: int) -> nn.Sequential:
+    """Bottleneck(C), 1×1→C/4+BN, Bottleneck(C/4), 1×1→C/16+BN, Bottleneck(C/16), 1×1→M+BN+ReLU.
+
+    The official stack for C = 1024 (ResNet-50 layer3); stride 1, so maps keep the stem's size.
+    """
+    Bottleneck = torchvision.models.resnet.Bottleneck
+    layers: list[nn.Module] = []
+    c = channels
+    for i in range(3):
+        layers.append(Bottleneck(c, c // 4) if c % 4 == 0 else nn.Identity())
+        out = max(c // 4, 1) if i < 2 else num_parts
+        layers += [nn.Conv2d(c, out, 1, bias=False), nn.BatchNorm2d(out)]
+        c = out
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _upsampling_plan(image_size: int, max_doublings: int = 5) -> tuple[int, int]:
+    """(start size, number of ×2 steps) with start · 2**steps == image_size and start ≥ 4."""
+    steps = 0
+    while steps < max_doublings and image_size % (2 ** (steps + 1)) == 0 and image_size // 2 ** (steps + 1) >= 4:
+        steps += 1
+    return image_size // 2 ** steps, steps
+
+
+class ImageGenerator(nn.Module):
+    """DCGAN-style decoder from a feature vector to a B×3×S×S image in [0, 1].
+
+    For S = 224 and width 256 this is the official generator: ConvT(k7) 1→7, then five
+    ConvT(k4, s2, p1) up to 224 (256→128→64→32→16→3), BN+ReLU between, BN + Sigmoid last.
+    Other sizes keep the pattern: start at S/2**n (≥ 4) and double n ≤ 5 times.
+    """
+
+    def __init__(self, in_features: int = 512, image_size: int = 224, width: int = 256):
+        super().__init__()
+        start, steps = _upsampling_plan(image_size)
+        if start * 2 ** steps != image_size:
+            raise ValueError(f"image_size {image_size} cannot be generated; use a multiple of 4")
+        widths = [max(width // 2 ** i, 8) for i in range(steps)] + [3]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_features, widths[0], start, 1, 0, bias=False)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)]
+        if steps == 0:  # start == image_size: one conv to RGB
+            layers += [nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.Conv2d(widths[0], 3, 1, bias=False)]
+        layers += [nn.BatchNorm2d(3), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class HashingNet(nn.Module):
+    """`adsh`, `a2net` or `a2netpp` (see module docstring). Build with `build_model`."""
+
+    def __init__(self, variant: str, code_length: int, backbone: str = "small", num_parts: int = 4,
+                 image_size: int = 64, weights: str | os.PathLike | None = None,
+                 generator_features: int = 512, generator_width: int = 256):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown model {variant!r}; choose one of {VARIANTS}")
+        if code_length < 1:
+            raise ValueError(f"code_length must be positive, got {code_length}")
+        self.variant, self.code_length, self.image_size = variant, code_length, image_size
+        bb = build_backbone(backbone, weights)
+        self.backbone_name = bb.name
+        self.stem = bb.stem
+        self.global_layer4 = bb.make_layer4()
+        c4 = bb.feature_channels
+        if variant == "adsh":
+            self.num_parts = 0
+            self.hash_layer = nn.Linear(c4, code_length)
+            return
+        if num_parts < 1:
+            raise ValueError(f"num_parts (M) must be ≥ 1 for {variant}, got {num_parts}")
+        self.num_parts = num_parts
+        self.attention = attention_stack(bb.stem_channels, num_parts)
+        self.part_layer4 = bb.make_layer4()
+        self.feature_dim = (num_parts + 1) * c4
+        self.W = nn.Parameter(torch.empty(code_length, self.feature_dim))
+        nn.init.kaiming_uniform_(self.W, a=5 ** 0.5)  # nn.Linear's default, as the official code
+        if variant == "a2netpp":
+            self.image_encoder = nn.Linear(self.feature_dim, generator_features)
+            self.generator = ImageGenerator(generator_features, image_size, generator_width)
+
+    @staticmethod
+    def _pool(x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def forward_all(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every intermediate: stem, attention, features, v, u (and reconstruction, image)."""
+        stem = self.stem(images)
+        out: dict[str, torch.Tensor] = {"stem": stem}
+        global_feat = self._pool(self.global_layer4(stem))
+        if self.variant == "adsh":
+            out["features"] = global_feat
+            out["v"] = self.hash_layer(global_feat)
+            out["u"] = torch.tanh(out["v"])
+            return out
+        b, c, h, w = stem.shape
+        attention = self.attention(stem)                                  # B×M×h×w
+        masked = (attention.unsqueeze(2) * stem.unsqueeze(1)).reshape(b * self.num_parts, c, h, w)
+        parts = self._pool(self.part_layer4(masked)).reshape(b, self.num_parts, -1)
+        features = torch.cat([parts.reshape(b, -1), global_feat], dim=1)  # x = [l_1 … l_M ; g]
+        v = F.linear(features, self.W)
+        u = torch.tanh(v)
+        out.update(attention=attention, parts=parts, features=features, v=v, u=u,
+                   reconstruction=F.linear(u, self.W.t()))
+        if self.variant == "a2netpp" and self.training:
+            out["image"] = self.generator(self.image_encoder(features))
+        return out
+
+    def forward(self, images: torch.Tensor):
+        if not self.training:
+            return self.forward_all(images)["u"]
+        return self.forward_all(images)
+
+
+def build_model(variant: str, code_length: int, backbone: str = "small", num_parts: int = 4,
+                image_size: int = 64, weights: str | os.PathLike | None = None,
+                generator_width: int = 256) -> HashingNet:
+    """Build a hashing network by name (`adsh`, `a2net`, `a2netpp`); see `HashingNet`."""
+    return HashingNet(variant, code_length, backbone, num_parts, image_size, weights,
+                      generator_width=generator_width)
+
+
+@torch.no_grad()
+def encode(model: nn.Module, dataset, batch_size: int = 128, device: str | torch.device = "cpu",
+           amp: bool = False) -> torch.Tensor:
+    """Relaxed codes u (n×k, float32, on CPU) of every item of `dataset`, in dataset order."""
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    chunks = []
+    device = torch.device(device)
+    for images, _ in loader:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            chunks.append(model(images.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(chunks)

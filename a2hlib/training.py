@@ -1,0 +1,316 @@
+"""The ADSH asymmetric training loop used by A²-Net and A²-Net++ (METHOD.md §4).
+
+Explained step by step in `notebooks/02_training.ipynb`.
+
+    B ∈ {±1}^{n×k} random; for each outer iteration:
+        Ω ← m database images; S̃ ← similarity(Ω, database)  (m×n)
+        train E epochs on Ω, storing U[i] = u_i
+        update B bit by bit (discrete cyclic coordinate descent, `update_database_codes`)
+
+A checkpoint is written (atomically) after every outer iteration; `train` resumes from it and then
+continues exactly as an uninterrupted run would (same B, same weights, same random draws).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import pathlib
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from a2hlib.codes import binarize
+from a2hlib.datasets import denormalize
+from a2hlib.losses import hashing_losses, schedule, similarity_matrix
+from a2hlib.models import HashingNet, build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Named presets: `CONFIGS` / `get_config`."""
+
+    model: str = "a2netpp"            # adsh | a2net | a2netpp
+    code_length: int = 12             # k, bits per hash code
+    backbone: str = "small"           # resnet50 | resnet18 | small
+    weights: str | None = None        # None, 'imagenet' or a local .pth path (ResNets only)
+    image_size: int = 64              # input side in pixels
+    num_parts: int = 4                # M attention parts; 0 means M = code_length (official PyTorch)
+    generator_width: int = 64         # channels of the first generator layer (paper: 256)
+    outer_iterations: int = 8         # T
+    epochs: int = 3                   # E per outer iteration
+    num_samples: int = 256            # m images sampled per outer iteration
+    batch_size: int = 32
+    optimizer: str = "adam"           # sgd | adam
+    lr: float = 1e-3
+    momentum: float = 0.9             # SGD only
+    weight_decay: float = 1e-4
+    lr_step_at: int | None = None     # outer iteration at which lr is multiplied by 0.1
+    phase2_start: float = 0.5         # fraction of outer iterations after which rec/dec are added
+    gamma: float = 200.0              # quantisation weight γ
+    soft_similarity: bool = True      # official S̃ rescaling
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # RandomResizedCrop scale (paper: torchvision default)
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    amp: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
+    num_workers: int = 0
+
+    def __post_init__(self):
+        self.crop_scale = tuple(self.crop_scale)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("code_length", "outer_iterations", "epochs", "num_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+
+    @property
+    def parts(self) -> int:
+        return self.code_length if self.num_parts == 0 else self.num_parts
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["crop_scale"] = list(d["crop_scale"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # The official schedule (aassxun/DSH_Analysis A_2_Net.py): GPU hours per run.
+    "paper": dict(backbone="resnet50", weights="imagenet", image_size=224, num_parts=0,
+                  generator_width=256, outer_iterations=40, epochs=30, num_samples=2000,
+                  batch_size=16, optimizer="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4,
+                  lr_step_at=35, crop_scale=(0.08, 1.0), num_workers=4),
+    # Same algorithm, sized for 2 CPU cores on the built-in dataset (about a minute per run).
+    "cpu": dict(backbone="small", image_size=64, num_parts=4, generator_width=64,
+                outer_iterations=8, epochs=3, num_samples=256, batch_size=32, optimizer="adam",
+                lr=1e-3, lr_step_at=7),
+    # Seconds: for CI and for stepping through notebooks (CI=1 selects it).
+    "smoke": dict(backbone="small", image_size=32, num_parts=2, generator_width=16,
+                  outer_iterations=2, epochs=1, num_samples=32, batch_size=16, optimizer="adam", lr=1e-3),
+}
+
+
+def get_config(name: str, **overrides) -> TrainConfig:
+    """A named preset (`paper`, `cpu`, `smoke`) with field overrides."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}")
+    return TrainConfig.from_dict({**CONFIGS[name], **overrides})
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def update_database_codes(B: torch.Tensor, U: torch.Tensor, sample_index: torch.Tensor,
+                          S: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Discrete cyclic coordinate descent over bits, all n rows at once (ADSH).
+
+    U: m×k relaxed codes of the sampled images Ω (rows `sample_index` of the database),
+    S: m×n similarity. Q = (k·S)ᵀU + γ·Ū, and for each bit j:
+    B[:, j] = sign(Q[:, j] − B[:, ≠j] U[:, ≠j]ᵀ U[:, j]), with sign(0) = +1. Returns a new B.
+    """
+    B = B.clone().float()
+    U = U.float()
+    k = B.shape[1]
+    expanded = torch.zeros_like(B)
+    expanded[sample_index] = U
+    Q = (k * S.float()).t() @ U + gamma * expanded
+    for bit in range(k):
+        rest = [j for j in range(k) if j != bit]
+        B[:, bit] = binarize(Q[:, bit] - B[:, rest] @ (U[:, rest].t() @ U[:, bit]))
+    return B
+
+
+@dataclass
+class TrainState:
+    """What a run has produced so far (also what a checkpoint holds)."""
+
+    config: TrainConfig
+    model: HashingNet
+    B: torch.Tensor                      # n×k database codes (±1, float32, CPU)
+    iteration: int = 0                   # outer iterations completed
+    history: list[dict[str, float]] = field(default_factory=list)   # one row per training step
+    selection: list[dict[str, float]] = field(default_factory=list)  # per-iteration validation scores
+    best_iteration: int | None = None
+    best_state: dict[str, Any] | None = None   # model state_dict + B at the best validation score
+    seconds: float = 0.0
+
+
+def _atomic_save(obj: Any, path: pathlib.Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def save_checkpoint(path: str | os.PathLike, state: TrainState, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator) -> None:
+    """Plain values and state_dicts only, so `torch.load(path, weights_only=True)` reads it."""
+    _atomic_save({
+        "config": state.config.to_dict(), "model": state.model.state_dict(),
+        "optimizer": optimizer.state_dict(), "B": state.B, "iteration": state.iteration,
+        "history": state.history, "selection": state.selection, "best_iteration": state.best_iteration,
+        "best_state": state.best_state, "seconds": state.seconds, "rng": _rng_states(generator),
+    }, pathlib.Path(path))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (weights_only, so untrusted files are safe)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train first (notebooks/02_training.ipynb)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} could not be read ({err}); delete it and train again") from err
+
+
+def model_from_checkpoint(path: str | os.PathLike, best: bool = False) -> tuple[HashingNet, torch.Tensor, TrainConfig]:
+    """(model in eval mode, database codes B, config); `best` picks the validation-selected state."""
+    ckpt = load_checkpoint(path)
+    config = TrainConfig.from_dict(ckpt["config"])
+    model = _new_model(config)
+    source = ckpt["best_state"] if best and ckpt.get("best_state") else ckpt
+    model.load_state_dict(source["model"])
+    return model.eval(), source["B"], config
+
+
+def _new_model(config: TrainConfig) -> HashingNet:
+    return build_model(config.model, config.code_length, config.backbone, config.parts,
+                       config.image_size, config.weights, config.generator_width)
+
+
+def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _lr_at(config: TrainConfig, iteration: int) -> float:
+    if config.lr_step_at is not None and iteration >= config.lr_step_at:
+        return config.lr * 0.1
+    return config.lr
+
+
+def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = None,
+          select: Callable[[TrainState], float] | None = None, progress: bool = True) -> TrainState:
+    """Train `config.model` on `database` (item protocol of docs/ARCHITECTURE.md, train transform).
+
+    checkpoint: path written after every outer iteration; if it exists, training resumes from it.
+    select: called after every outer iteration with the state; the highest score's model and B are
+    kept in `state.best_state` (validation selection; never pass a test-set score here).
+    """
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = _new_model(config).to(device)
+    optimizer = _optimizer(config, model)
+    targets = database.targets
+    n, k = len(database), config.code_length
+    if config.num_samples > n:
+        raise ValueError(f"num_samples={config.num_samples} exceeds the database size {n}; lower it")
+    B = binarize(torch.randn(n, k, generator=generator))
+    state = TrainState(config, model, B)
+    path = pathlib.Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        ckpt = load_checkpoint(path, device="cpu")
+        saved = TrainConfig.from_dict(ckpt["config"])
+        if saved != config:
+            diff = {f: (getattr(saved, f), getattr(config, f)) for f in saved.to_dict()
+                    if getattr(saved, f) != getattr(config, f)}
+            raise ValueError(f"checkpoint {path} was written with another config {diff} (saved, asked); "
+                             "use another run folder or delete the checkpoint")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.B, state.iteration, state.history = ckpt["B"], ckpt["iteration"], ckpt["history"]
+        state.selection, state.best_iteration = ckpt["selection"], ckpt["best_iteration"]
+        state.best_state, state.seconds = ckpt["best_state"], ckpt["seconds"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        generator.set_state(ckpt["rng"]["sampler"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        log.info("resumed %s at outer iteration %d/%d", path, state.iteration, config.outer_iterations)
+
+    use_amp = config.amp and device.type == "cuda"
+    phase2_from = math.ceil(config.outer_iterations * config.phase2_start)
+    bar = tqdm(total=config.outer_iterations, initial=state.iteration, desc=f"{config.model} {k} bits",
+               disable=not progress)
+    while state.iteration < config.outer_iterations:
+        it = state.iteration
+        start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(config, it)
+        weights = schedule(config.model, 2 if it >= phase2_from else 1)
+        sample = torch.randperm(n, generator=generator)[:config.num_samples]
+        S = similarity_matrix(targets[sample], targets, config.soft_similarity)  # m×n
+        U = torch.zeros(config.num_samples, k)
+        row_of = torch.full((n,), -1, dtype=torch.long)
+        row_of[sample] = torch.arange(config.num_samples)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(database, sample.tolist()), batch_size=config.batch_size,
+            shuffle=True, generator=generator, num_workers=config.num_workers, drop_last=False)
+        B_device, S_device = state.B.to(device), S.to(device)
+        model.train()
+        for epoch in tqdm(range(config.epochs), desc=f"iteration {it + 1}", leave=False, disable=not progress):
+            for images, db_index in loader:
+                rows = row_of[db_index]
+                images = images.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    outputs = model(images)
+                target = denormalize(images) if "image" in outputs else None
+                terms = hashing_losses(outputs, B_device, S_device[rows.to(device)], db_index.to(device),
+                                       weights, config.gamma, target)
+                optimizer.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                optimizer.step()
+                U[rows] = outputs["u"].detach().float().cpu()
+                state.history.append({"iteration": it, "epoch": epoch,
+                                      **{name: float(v.detach()) for name, v in terms.items()}})
+        state.B = update_database_codes(state.B, U, sample, S, config.gamma)
+        state.iteration = it + 1
+        state.seconds += time.perf_counter() - start
+        if select is not None:
+            score = float(select(state))
+            state.selection.append({"iteration": state.iteration, "score": score})
+            if state.best_iteration is None or score > max(s["score"] for s in state.selection[:-1]):
+                state.best_iteration = state.iteration
+                state.best_state = {"model": copy.deepcopy(model.state_dict()), "B": state.B.clone()}
+        if path is not None:
+            save_checkpoint(path, state, optimizer, generator)
+        bar.update(1)
+        bar.set_postfix(loss=f"{state.history[-1]['total']:.3f}")
+    bar.close()
+    model.eval()
+    return state
