@@ -27,6 +27,11 @@ both biases, so every "above chance" number subtracts the null of the *same stat
   the null's max over bits for that attribute, i.e. a per-attribute family-wise level of 1 % over
   the k bits; about (1 - quantile)·A attributes are captured by chance alone.
 
+The class confound: when attributes are fixed by the class, any class-discriminative code is
+associated with them. `class_shuffle_analysis` answers it with a second null that permutes which
+class has which attribute vector: arbitrary class splits sit at its chance level, splits along
+attributes beat it. The within-class measures (`strata`) look only at what varies inside classes.
+
 Every result holds NaN for attributes that cannot be measured (no valid positive or negative; for
 within-class measures: constant inside every class). Summaries ignore them.
 """
@@ -45,8 +50,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "attribute_groups", "short_name", "filter_by_certainty", "usable_attributes", "binary_bits",
     "auc_matrix", "mutual_information", "PermutationNull", "permutation_null", "alignment_summary",
-    "top_attributes", "BitAttributeAnalysis", "analyse", "extreme_items", "attention_maps",
-    "plot_association_heatmap", "plot_bit_gallery",
+    "top_attributes", "BitAttributeAnalysis", "analyse", "class_attributes", "class_shuffle_analysis", "extreme_items", "attention_maps",
+    "plot_association_heatmap", "plot_bit_gallery", "json_ready",
 ]
 
 
@@ -140,11 +145,31 @@ def binary_bits(codes) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ measures
+def _mid_ranks(values: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """Mid-ranks (1-based; ties share their mean rank) of `values` inside each stratum."""
+    order = np.lexsort((values, strata))
+    v, s = values[order], strata[order]
+    new = np.r_[True, (v[1:] != v[:-1]) | (s[1:] != s[:-1])]
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(v)]
+    first_of_stratum = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    offset = np.repeat(first_of_stratum, np.diff(np.r_[first_of_stratum, len(v)]))
+    group = np.cumsum(new) - 1
+    ranks = np.empty(len(v))
+    ranks[order] = (starts[group] + ends[group] + 1) / 2 - offset
+    return ranks
+
+
 class _AucPlan:
-    """Per bit: the order of (stratum, u) and its tie groups. Built once per code matrix, reused for
-    every permutation of the attributes (the expensive sort happens only here)."""
+    """Everything about the codes that every permutation of the attributes reuses.
+
+    Without a mask: AUC = (Rᵀ·pos − Σ_c P_c(P_c+1)/2) / Σ_c P_c N_c with R the mid-ranks of u inside
+    each stratum (one matrix product). With a mask the ranks depend on the attribute's valid rows,
+    so per bit: rows sorted by (stratum, u), tie groups summed, negatives counted below each group.
+    """
 
     def __init__(self, u: np.ndarray, strata: np.ndarray):
+        self.ranks = np.stack([_mid_ranks(u[:, j], strata) for j in range(u.shape[1])], 1)
         self.plans = []
         for j in range(u.shape[1]):
             order = np.lexsort((u[:, j], strata))
@@ -153,23 +178,29 @@ class _AucPlan:
             gs = s[starts]
             first = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])  # first group of each stratum
             owner = np.cumsum(np.r_[True, gs[1:] != gs[:-1]]) - 1   # stratum position of each group
-            self.plans.append((order, starts, first, owner))
-        onehot = np.zeros((len(strata), strata.max() + 1 if len(strata) else 1))
+            self.plans.append((order, None if len(starts) == len(v) else starts, first, owner))
+        onehot = np.zeros((len(strata), strata.max() + 1 if len(strata) else 1), np.float32)
         onehot[np.arange(len(strata)), strata] = 1
         self.onehot = onehot
 
-    def auc(self, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-        pos, neg = pos.astype(np.float64), neg.astype(np.float64)
-        out = np.empty((len(self.plans), pos.shape[1]))
-        for j, (order, starts, first, owner) in enumerate(self.plans):
-            gpos = np.add.reduceat(pos[order], starts, axis=0)
-            gneg = np.add.reduceat(neg[order], starts, axis=0)
-            below = np.cumsum(gneg, axis=0) - gneg          # negatives strictly below, all strata
-            below -= below[first][owner]                    # ... minus those of earlier strata
-            out[j] = (gpos * (below + 0.5 * gneg)).sum(0)
-        pairs = ((self.onehot.T @ pos) * (self.onehot.T @ neg)).sum(0)  # Σ_c P_c N_c
+    def auc(self, pos: np.ndarray, neg: np.ndarray, masked: bool = True) -> np.ndarray:
+        p_c, n_c = self.onehot.T @ pos.astype(np.float32), self.onehot.T @ neg.astype(np.float32)
+        pairs = (p_c.astype(np.float64) * n_c).sum(0)  # Σ_c P_c N_c
+        if not masked:
+            u_stat = self.ranks.T @ pos.astype(np.float64) - (p_c.astype(np.float64) * (p_c + 1) / 2).sum(0)
+        else:
+            a = pos.shape[1]
+            both = np.concatenate([pos, neg], 1).astype(np.float32)
+            u_stat = np.empty((len(self.plans), a))
+            for j, (order, starts, first, owner) in enumerate(self.plans):
+                g = both[order] if starts is None else np.add.reduceat(both[order], starts, axis=0)
+                gpos, gneg = g[:, :a], g[:, a:]
+                below = np.cumsum(gneg, axis=0) - gneg      # negatives strictly below, all strata
+                if len(first) > 1:
+                    below -= below[first][owner]            # ... minus those of earlier strata
+                u_stat[j] = np.einsum("ga,ga->a", gpos, below + 0.5 * gneg, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(pairs > 0, out / np.where(pairs > 0, pairs, 1), np.nan)
+            return np.where(pairs > 0, u_stat / np.where(pairs > 0, pairs, 1), np.nan)
 
 
 def auc_matrix(u, attributes, valid=None, strata=None) -> np.ndarray:
@@ -181,7 +212,7 @@ def auc_matrix(u, attributes, valid=None, strata=None) -> np.ndarray:
     """
     u, a, v = _check(u, attributes, valid)
     plan = _AucPlan(u, _strata_codes(strata, len(u)))
-    return plan.auc(a & v, ~a & v)
+    return plan.auc(a & v, ~a & v, masked=not v.all())
 
 
 def _mi_counts(bits: np.ndarray, pos: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -248,6 +279,7 @@ class PermutationNull:
     auc: np.ndarray | None
     seed: int
     within_strata: bool
+    kind: str = "rows"  # what was shuffled: "rows", "rows within strata" or "classes"
 
     @property
     def n_permutations(self) -> int:
@@ -282,33 +314,83 @@ def _permutation(strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
+def _null(u: np.ndarray, strata: np.ndarray, draws, n: int, num_attributes: int, measures: tuple[str, ...]):
+    """MI and AUC (n×k×A, float32) of the codes against each (attributes, valid) pair from `draws`."""
+    if not set(measures) <= {"mi", "auc"} or not measures:
+        raise ValueError(f"measures must be a non-empty subset of ('mi', 'auc'), got {measures}")
+    if n < 1:
+        raise ValueError("n_permutations must be at least 1")
+    auc_plan = _AucPlan(u, strata) if "auc" in measures else None
+    mi_plan = _MiPlan(binary_bits(u), strata) if "mi" in measures else None
+    shape = (n, u.shape[1], num_attributes)
+    mi = np.empty(shape, np.float32) if mi_plan else None
+    auc = np.empty(shape, np.float32) if auc_plan else None
+    for p in range(n):
+        ap, vp = draws()
+        if mi_plan:
+            mi[p] = mi_plan.mi(ap & vp, vp)
+        if auc_plan:
+            auc[p] = auc_plan.auc(ap & vp, ~ap & vp, masked=not vp.all())
+    log.debug("null: %d draws, %s", n, shape)
+    return mi, auc
+
+
 def permutation_null(u, attributes, valid=None, strata=None, n_permutations: int = 200, seed: int = 0,
                      measures: Iterable[str] = ("mi", "auc")) -> PermutationNull:
     """Chance level of `mutual_information` and `auc_matrix` by permuting the attribute rows (with
     their validity mask) `n_permutations` times; inside each stratum when `strata` is given (the
     null of the within-class measures, which keeps each class's attribute frequencies)."""
-    measures = tuple(measures)
-    if not set(measures) <= {"mi", "auc"} or not measures:
-        raise ValueError(f"measures must be a non-empty subset of ('mi', 'auc'), got {measures}")
-    if n_permutations < 1:
-        raise ValueError("n_permutations must be at least 1")
     u, a, v = _check(u, attributes, valid)
     s = _strata_codes(strata, len(u))
     rng = np.random.default_rng(seed)
-    auc_plan = _AucPlan(u, s) if "auc" in measures else None
-    mi_plan = _MiPlan(binary_bits(u), s) if "mi" in measures else None
-    shape = (n_permutations, u.shape[1], a.shape[1])
-    mi = np.empty(shape, np.float32) if mi_plan else None
-    auc = np.empty(shape, np.float32) if auc_plan else None
-    for p in range(n_permutations):
+
+    def draw():
         perm = _permutation(s, rng)
-        ap, vp = a[perm], v[perm]
-        if mi_plan:
-            mi[p] = mi_plan.mi(ap & vp, vp)
-        if auc_plan:
-            auc[p] = auc_plan.auc(ap & vp, ~ap & vp)
-    log.debug("permutation null: %d permutations, %s", n_permutations, shape)
-    return PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=strata is not None)
+        return a[perm], v[perm]
+
+    mi, auc = _null(u, s, draw, n_permutations, a.shape[1], tuple(measures))
+    return PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=strata is not None,
+                           kind="rows within strata" if strata is not None else "rows")
+
+
+def class_attributes(attributes, labels, valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """Class-level attributes (C×A bool: majority of the valid annotations of the class, ties count
+    as present) and where they are defined (C×A: the class has a valid annotation); classes are
+    `np.unique(labels)` in order."""
+    a = _np(attributes).astype(bool)
+    v = np.ones(a.shape, bool) if valid is None else _np(valid).astype(bool)
+    inv = np.unique(_np(labels), return_inverse=True)[1]
+    onehot = np.eye(inv.max() + 1)[inv]
+    counts = onehot.T @ v
+    positives = onehot.T @ (a & v)
+    return (counts > 0) & (2 * positives >= counts), counts > 0
+
+
+def class_shuffle_analysis(u, attributes, labels, names: Sequence[str], valid=None, n_permutations: int = 200,
+                           seed: int = 0) -> "BitAttributeAnalysis":
+    """Bits against *class-level* attributes, with a null that shuffles which class has which
+    attribute vector (class ids permuted; the codes and the set of attribute vectors are kept).
+
+    This is the class-confound test: a code that separates classes but ignores their attributes
+    (bits = arbitrary class splits) is at chance here; bits that split classes along attributes
+    are above it. Per-image attributes (CUB) are reduced to the class majority (`class_attributes`).
+    """
+    u, a, v = _check(u, attributes, valid)
+    inv = np.unique(_np(labels), return_inverse=True)[1]
+    if len(inv) != len(u):
+        raise ValueError(f"labels must be one class id per row ({len(u)},), got {len(inv)}")
+    cls, defined = class_attributes(a, inv, v)
+    observed, observed_valid = cls[inv], defined[inv]
+    rng = np.random.default_rng(seed)
+
+    def draw():
+        perm = rng.permutation(len(cls))
+        return cls[perm][inv], defined[perm][inv]
+
+    mi, auc = _null(u, np.zeros(len(u), np.int64), draw, n_permutations, a.shape[1], ("mi", "auc"))
+    null = PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=False, kind="classes")
+    return BitAttributeAnalysis(mutual_information(u, observed, observed_valid),
+                                auc_matrix(u, observed, observed_valid), null, list(names), False)
 
 
 # ------------------------------------------------------------------------------------ summaries
@@ -424,13 +506,31 @@ def analyse(u, attributes, names: Sequence[str], valid=None, strata=None, n_perm
     return BitAttributeAnalysis(mi, auc, null, list(names), strata is not None)
 
 
+def json_ready(x, digits: int = 5):
+    """Arrays, numpy scalars and dicts/lists of them as plain JSON values; NaN becomes None
+    (strict JSON has no NaN), floats are rounded to `digits`."""
+    if isinstance(x, dict):
+        return {str(k): json_ready(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_ready(v, digits) for v in x]
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return json_ready(_np(x).tolist(), digits)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not np.isfinite(x) else round(float(x), digits)
+    return x
+
+
 # ------------------------------------------------------------------------------------ galleries
 def extreme_items(u, bit: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows with the highest and the lowest relaxed value of `bit` (each `count`, most extreme first)."""
     values = _np(u)[:, bit]
     order = np.argsort(-values, kind="stable")
     count = min(count, len(values) // 2)
-    return order[:count], order[::-1][:count]
+    return order[:count].copy(), order[::-1][:count].copy()
 
 
 @torch.no_grad()
@@ -466,10 +566,11 @@ def plot_association_heatmap(matrix: np.ndarray, names: Sequence[str], ax=None, 
 
 
 def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, count: int = 6,
-                     size: float = 1.2):
+                     size: float = 1.2, title: str = ""):
     """For one bit: the `count` images with the highest and the lowest relaxed value (border green
     when `present` is true for that image, red otherwise) and, for A²-Net models, the attention
-    map of every part on them (each map scaled to its own range). Returns (fig, axes)."""
+    map of every part on them (each map scaled to its own range). `title` prefixes the figure title.
+    Returns (fig, axes)."""
     import matplotlib.pyplot as plt
 
     from a2hlib import plotting
@@ -499,6 +600,6 @@ def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, 
         axes[0, first].annotate("highest u" if half == 0 else "lowest u", (0, 1.45),
                                 xycoords="axes fraction", fontsize=9, weight="bold")
     rate_hi, rate_lo = present[high].mean(), present[low].mean()
-    fig.suptitle(f"bit {bit} ↔ {short_name(attribute)}: present in {rate_hi:.0%} of the highest, "
+    fig.suptitle(f"{title}bit {bit} ↔ {short_name(attribute)}: present in {rate_hi:.0%} of the highest, "
                  f"{rate_lo:.0%} of the lowest (green border: present)", fontsize=9, y=1.0)
     return fig, axes

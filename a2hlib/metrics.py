@@ -14,13 +14,24 @@ Conventions shared by every function here:
 
 How it is fast without sorting: distances are integers 0..k. For one query let the relevant items,
 in database order, be i_1 < … < i_R, and give every database item j the key
-d_j·M + s_j, where s_j = #{r: i_r < j} and M = R + 1. A histogram of the keys, cumulatively summed,
+d_j·M + s_j, where s_j = #{r: i_r < j} and M > R. A histogram of the keys, cumulatively summed,
 gives at the key of i_r exactly the number of items ranked at or before i_r under the stable
 rule: the items with a smaller distance, plus those with the same distance and an index ≤ i_r.
-So the ranks of all relevant items cost one matrix product, one scatter-add and one cumulative
-sum per query, with no argsort. The per-distance counts that the tie-aware AP and the radius
-metrics need fall out of the same histogram. Queries are processed in small chunks, so memory
-stays bounded (a few hundred MB at 25,250 × 75,750).
+So the ranks of all relevant items cost one int8 matrix product (which also builds the keys), one
+bincount and one cumulative sum per query, with no argsort. The per-distance counts that the
+tie-aware AP and the radius metrics need fall out of the same histogram. Queries are processed in
+chunks of at most 16 on torch.get_num_threads() worker threads, so memory stays bounded (about
+60 MB above the inputs at 25,250 × 75,750, 48 bits; `benchmarks/bench_map.py`).
+
+Tie-aware AP (McSherry & Najork, ECIR 2008): with n_b items and r_b relevant ones at distance b,
+N_b items and R_b relevant ones closer than b, and a uniformly random order inside each distance,
+position p of the bucket is relevant with probability r_b/n_b and, given that, has on average
+(p−1)(r_b−1)/(n_b−1) relevant items before it inside the bucket, so
+
+    E[AP] = (1/R) Σ_b (r_b/n_b) Σ_{p=1..n_b} (R_b + 1 + (p−1)(r_b−1)/(n_b−1)) / (N_b + p),
+
+where the inner sum is closed-form in harmonic numbers H: with ΔH = H(N_b+n_b) − H(N_b) it is
+(R_b+1)·ΔH + (r_b−1)/(n_b−1)·(n_b − (N_b+1)·ΔH).
 """
 from __future__ import annotations
 
@@ -48,10 +59,10 @@ _LOG = logging.getLogger(__name__)
 _WORK_BYTES = 192 * 2**20
 _MAX_CHUNK_ROWS = 16
 _MAX_WORKERS = 8
-# keys are built in float32 and must stay exact integers: half-integers need < 2**23
-_KEY_LIMIT = 2**23
+# histogram size limit per query: keys stay exact in the float32 fallback (< 2**24) and fit int32
+_KEY_LIMIT = 2**24
 # beyond this many histogram bins per database item the per-query stable argsort is cheaper
-_MAX_BINS_PER_ITEM = 32
+_MAX_BINS_PER_ITEM = 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,8 +103,10 @@ def _labels_array(labels, name: str) -> np.ndarray:
 def _int8_matmul_ok() -> bool:
     """Whether torch._int_mm (int8 × int8 -> int32, exact) runs here."""
     try:
-        a = torch.tensor([[1, -1, 1]], dtype=torch.int8)
-        return bool((torch._int_mm(a, a.T.contiguous()) == 3).all())
+        g = torch.Generator().manual_seed(0)
+        a = torch.randint(-1, 2, (3, 16), generator=g, dtype=torch.int8)
+        b = torch.randint(-1, 2, (16, 5), generator=g, dtype=torch.int8)
+        return bool((torch._int_mm(a, b) == a.to(torch.int32) @ b.to(torch.int32)).all())
     except Exception:  # private op; absent or unsupported on some builds
         return False
 
@@ -107,9 +120,9 @@ def _bf16_is_fast() -> bool:
 
 @dataclass
 class _Problem:
-    q: torch.Tensor          # (nq, k) codes in the matrix-product dtype (int8, bfloat16, float32)
-    b_t: torch.Tensor        # (k, n) database codes, transposed, contiguous
-    k: int
+    q: torch.Tensor          # (nq, k') codes in the product dtype (int8, bfloat16 or float32)
+    b_t: torch.Tensor        # (k', n) database codes, transposed; k' = k, or k zero-padded for int8
+    k: int                   # code length
     n: int
     nq: int
     single: bool             # class ids (True) or multi-hot (False)
@@ -135,11 +148,20 @@ def _prepare(query_codes, db_codes, query_labels, db_labels) -> _Problem:
     # ±1 inner products are integers in [-k, k]: exact in int8 × int8 -> int32 products, and in
     # bfloat16 up to k = 256
     if _int8_matmul_ok():
-        dtype = torch.int8
+        # freshly allocated row-major matrices, zero-padded to a multiple of 8 bits (padding adds
+        # nothing to qᵀb): torch._int_mm on CPU misreads a 1 × n matrix with strides (1, 1), such
+        # as the transpose of an n × 1 code matrix, and returns garbage
+        width = max(8, -(-k // 8) * 8)
+        q8 = torch.zeros((q.shape[0], width), dtype=torch.int8)
+        q8[:, :k] = q
+        b8 = torch.zeros((width, b.shape[0]), dtype=torch.int8)
+        b8[:k] = b.T
+        q, b_t = q8, b8
     else:
         dtype = torch.bfloat16 if (k <= 256 and _bf16_is_fast()) else torch.float32
-    return _Problem(q=q.to(dtype), b_t=b.T.contiguous().to(dtype), k=k, n=b.shape[0], nq=q.shape[0],
-                    single=ql.ndim == 1, ql=ql, dbl=dbl)
+        q, b_t = q.to(dtype), b.T.contiguous().to(dtype)
+    return _Problem(q=q, b_t=b_t, k=k, n=b_t.shape[1], nq=q.shape[0], single=ql.ndim == 1,
+                    ql=ql, dbl=dbl)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,16 +201,9 @@ class _Workspace:
     def __init__(self, p: _Problem, rows: int):
         integer = p.q.dtype == torch.int8
         self.ip = torch.empty(rows * p.n, dtype=torch.int32 if integer else p.q.dtype)
-        self.key_s = torch.empty(rows * p.n, dtype=torch.int32 if integer else torch.float32)
-        self.key_i = torch.empty(rows * p.n, dtype=torch.int64)
-        # int32 counts (n < 2**31): a smaller histogram scatters faster than int64
-        self._hist = torch.empty(0, dtype=torch.int32)
-        self.one = torch.ones((1, 1), dtype=torch.int32)
-
-    def hist(self, size: int) -> torch.Tensor:
-        if self._hist.numel() < size:
-            self._hist = torch.empty(size, dtype=torch.int32)
-        return self._hist[:size]
+        # float products need a float32 key before the int32 one; int8 products add in place
+        self.key_f = None if integer else torch.empty(rows * p.n, dtype=torch.float32)
+        self.key = self.ip if integer else torch.empty(rows * p.n, dtype=torch.int32)
 
 
 def _key_width(p: _Problem, n_rel_max: int, need_ranks: bool) -> tuple[int, bool]:
@@ -210,7 +225,8 @@ def _key_base(p: _Problem, seg, m_key: int) -> torch.Tensor:
     if seg is None:
         return torch.full((1, 1), offset, dtype=dtype)
     if isinstance(seg, np.ndarray):
-        return torch.from_numpy((seg + offset).astype(np.int32 if dtype == torch.int32 else np.float32))[None, :]
+        np_dtype = np.int32 if dtype == torch.int32 else np.float32
+        return torch.from_numpy((seg + offset).astype(np_dtype))[None, :]
     return (seg + offset).to(dtype)
 
 
@@ -266,7 +282,7 @@ def _iter_chunks(p: _Problem, need_ranks: bool) -> Iterator[_Chunk]:
         max_r = int(min(p.n, (p.ql.astype(np.int64) @ p.dbl.sum(0)).max(initial=0)))
     bins = (p.k + 1) * _key_width(p, max_r, need_ranks)[0]
     rows_per_chunk = int(max(1, min(_MAX_CHUNK_ROWS, _WORK_BYTES // (
-        p.n * (4 + 4 + 8 + (0 if p.single else 13)) + 4 * bins))))
+        p.n * (4 + 4 + 4 + (0 if p.single else 13)) + 8 * bins))))
     workers = max(1, min(_MAX_WORKERS, torch.get_num_threads(), -(-p.nq // rows_per_chunk)))
     _LOG.debug("metrics: %d queries × %d items, %d bits, %s products, chunks of %d rows, %d workers",
                p.nq, p.n, p.k, p.q.dtype, rows_per_chunk, workers)
@@ -313,54 +329,56 @@ def _chunk(p: _Problem, ws: _Workspace, rows: np.ndarray, need_ranks: bool, m_ke
     m, n, k1 = len(rows), p.n, p.k + 1
     ip = ws.ip[:m * n].view(m, n)
     q = p.q[torch.from_numpy(rows)]
+    key = ws.key[:m * n].view(m, n)
+    # key = d·M + s = s + k·M/2 − qᵀb·M/2: exact integers (int32, or float32 below 2**24)
     if p.q.dtype == torch.int8:
         torch._int_mm(q, p.b_t, out=ip)
+        torch.add(base, ip, alpha=-(m_key // 2), out=key)
     else:
         torch.matmul(q, p.b_t, out=ip)
-    key_s = ws.key_s[:m * n].view(m, n)
-    # d·M + s = s + k·M/2 − qᵀb·M/2: exact integers (int32, or float32 below 2**23)
-    torch.add(base, ip, alpha=-(m_key // 2), out=key_s)
-    key = ws.key_i[:m * n].view(m, n)
-    key.copy_(key_s)
-    bins = k1 * m_key
-    hist = ws.hist(m * bins).view(m, bins)
-    hist.zero_()
-    hist.scatter_add_(1, key, ws.one.expand(m, n))
-    hist.cumsum_(1)                   # hist[i, x] = #items with key <= x
-    n_le = hist[:, m_key - 1::m_key].numpy().astype(np.int64)
+        key_f = ws.key_f[:m * n].view(m, n)
+        torch.add(base, ip, alpha=-(m_key // 2), out=key_f)
+        key.copy_(key_f)
 
     if rel_idx is not None:
         n_rel = np.full(m, len(rel_idx), dtype=np.int64)
-        rel_keys = key.index_select(1, rel_idx)                      # (m, R), database order
-        rel_rows = None
+        rel_keys = key.index_select(1, rel_idx).to(torch.int64)      # (m, R), database order
+        row_keys = list(rel_keys)
+        flat_keys = rel_keys.reshape(-1)
+        rel_rows = np.repeat(np.arange(m), len(rel_idx))
     else:
         rel_t = torch.from_numpy(rel_mask)
-        rel_keys = key[rel_t]                                        # row-major, flat
-        rel_rows = torch.nonzero(rel_t)[:, 0]
+        flat_keys = key[rel_t].to(torch.int64)                       # row-major, flat
         n_rel = rel_mask.sum(1).astype(np.int64)
-    d_rel = torch.div(rel_keys, m_key, rounding_mode="floor")
-    if rel_rows is None:
-        flat = (d_rel + torch.arange(m)[:, None] * k1).reshape(-1)
-    else:
-        flat = d_rel + rel_rows * k1
-    r_le = np.cumsum(np.bincount(flat.numpy(), minlength=m * k1).reshape(m, k1), axis=1)
+        row_keys = torch.split(flat_keys, n_rel.tolist())
+        rel_rows = np.repeat(np.arange(m), n_rel)
+    bins = k1 * m_key
+    want_ranks = need_ranks and by_hist
+    n_le = torch.empty((m, k1), dtype=torch.int64)
+    ranks = torch.empty(flat_keys.shape, dtype=torch.int64) if want_ranks else None
+    ranks_rows = torch.split(ranks, n_rel.tolist()) if want_ranks else None
+    for i in range(m):
+        # one histogram per query: a per-row bincount beats a 2-D scatter and needs no int64 keys
+        h = torch.bincount(key[i], minlength=bins)
+        h.cumsum_(0)                   # h[x] = #items with key <= x
+        n_le[i] = h[m_key - 1::m_key]
+        if want_ranks:
+            torch.index_select(h, 0, row_keys[i], out=ranks_rows[i])
+    d_rel = torch.div(flat_keys, m_key, rounding_mode="floor").numpy()
+    r_le = np.cumsum(np.bincount(d_rel + rel_rows * k1, minlength=m * k1).reshape(m, k1), axis=1)
 
-    ranks = None
-    if need_ranks:
-        if by_hist:
-            if rel_rows is None:
-                ranks = torch.gather(hist, 1, rel_keys)
-                ranks = np.sort(ranks.numpy(), axis=1).astype(np.int64)
-            else:
-                vals = hist[rel_rows, rel_keys].numpy()
-                ranks = _pad_rows(vals, rel_rows.numpy(), n_rel, fill=n + 1)
-                ranks.sort(axis=1)
-        else:  # too many relevant items for a histogram: per-query stable argsort
-            ranks = _ranks_by_argsort(key.numpy(), rel_mask, n_rel, n)
-    return _Chunk(rows=rows, n_rel=n_rel, n_le=n_le, r_le=r_le, ranks=ranks)
+    out = None
+    if want_ranks:
+        out = _pad_rows(ranks.numpy(), rel_rows, n_rel, fill=n + 1)
+        out.sort(axis=1)
+    elif need_ranks:  # too many relevant items for a histogram: per-query stable argsort
+        out = _ranks_by_argsort(key.numpy(), rel_mask, n_rel, n)
+    return _Chunk(rows=rows, n_rel=n_rel, n_le=n_le.numpy(), r_le=r_le, ranks=out)
 
 
 def _pad_rows(vals: np.ndarray, row_ids: np.ndarray, counts: np.ndarray, fill: int) -> np.ndarray:
+    if (counts == counts[0]).all():
+        return vals.reshape(len(counts), -1).copy()
     out = np.full((len(counts), int(counts.max())), fill, dtype=np.int64)
     starts = np.r_[0, np.cumsum(counts)[:-1]]
     out[row_ids, np.arange(len(vals)) - starts[row_ids]] = vals
@@ -475,15 +493,17 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
     expected AP when tied items are in uniformly random order (McSherry & Najork, ECIR 2008),
     computed exactly from the per-distance counts. With topk, "aware" is the expectation of the
     AP@k above over those random orders (the bucket cut by rank k contributes a hypergeometric
-    number of relevant items).
+    number of relevant items). A query without relevant items scores 0 and counts in the mean.
     """
     if ties not in ("stable", "aware"):
         raise ValueError(f"ties must be 'stable' or 'aware', got {ties!r}")
     if topk is not None and (int(topk) != topk or topk < 1):
         raise ValueError(f"topk must be a positive integer or None, got {topk!r}")
     p = _prepare(query_codes, db_codes, query_labels, db_labels)
-    if topk is not None and topk >= p.n:
-        topk = None  # the whole database: AP@n is AP@all
+    if topk is not None:
+        topk = int(topk)
+        if topk >= p.n:
+            topk = None  # the whole database: AP@n is AP@all
     h = _harmonic(p.n) if ties == "aware" else None
     total = 0.0
     for c in _iter_chunks(p, need_ranks=ties == "stable"):
@@ -492,7 +512,7 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
         elif topk is None:
             ap = _ap_aware(c, h)
         else:
-            ap = _ap_aware_at_k(c, int(topk), h)
+            ap = _ap_aware_at_k(c, topk, h)
         total += float(ap.sum())
     return total / p.nq
 
@@ -522,9 +542,10 @@ def precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels
                                ) -> tuple[np.ndarray, np.ndarray]:
     """Mean precision and recall when every item within Hamming radius r is retrieved, r = 0..k.
 
-    A query that retrieves nothing at radius r has precision 0 there (it still counts in the
-    mean, as in the DPSH/HashNet "precision within radius" evaluations); a query without relevant
-    items has recall 0. See `notebooks/03_retrieval_evaluation.ipynb`.
+    A query that retrieves nothing at radius r has precision 0 there and still counts in the
+    mean (the convention that penalises empty retrievals, rather than skipping those queries); a
+    query without relevant items has recall 0. Returns two float arrays of length k + 1. See
+    `notebooks/03_retrieval_evaluation.ipynb`.
     """
     p = _prepare(query_codes, db_codes, query_labels, db_labels)
     prec = np.zeros(p.k + 1)

@@ -5,9 +5,12 @@
 
 Codes are noisy class prototypes: every class has a random ±1 prototype, and each item's code is
 its class prototype with every bit flipped with probability --flip (fixed seed). The loop baseline
-(what the DSH/ADSH evaluation code does, with a stable argsort) is timed on --loop-queries queries
-and extrapolated to all of them; a2hlib is also run on that subset and `abs_diff` is the
-difference of the two subset mAPs.
+(what the DSH/ADSH evaluation code does: float distances, here with a stable argsort) is timed on
+--loop-queries queries and extrapolated to all of them (`loop_s`, `speedup`); a2hlib is also run
+on that subset and `abs_diff` is the difference of the two subset mAPs. A second loop with int16
+distances, which numpy's stable argsort sorts by radix, is reported as `loop_int_s` and
+`speedup_vs_int_loop`. a2hlib uses torch.get_num_threads() worker threads (`threads`); the
+loops are single-threaded numpy.
 
 Memory: `peak_mb` is the growth of the process's resident-set high-water mark
 (resource.getrusage ru_maxrss) during the full a2hlib call, so it counts torch and numpy
@@ -42,13 +45,17 @@ def make_codes(rng, labels, prototypes, flip):
     return codes
 
 
-def loop_map(query_codes, db_codes, query_labels, db_labels) -> float:
-    """The plain evaluation loop: per query, Hamming distances, a stable argsort, AP."""
+def loop_map(query_codes, db_codes, query_labels, db_labels, integer: bool = False) -> float:
+    """The plain evaluation loop: per query, Hamming distances, a stable argsort, AP.
+
+    integer=False is the DSH/ADSH code (float distances, whose stable argsort is a merge sort);
+    integer=True sorts int16 distances, which numpy's stable argsort does by radix sort."""
     k = db_codes.shape[1]
-    db = db_codes.astype(np.float32)
+    dtype = np.int32 if integer else np.float32
+    db = db_codes.astype(dtype)
     aps = []
-    for q, label in zip(query_codes.astype(np.float32), query_labels):
-        hamming = 0.5 * (k - db @ q)
+    for q, label in zip(query_codes.astype(dtype), query_labels):
+        hamming = ((k - db @ q) // 2).astype(np.int16) if integer else 0.5 * (k - db @ q)
         relevant = (db_labels[np.argsort(hamming, kind="stable")] == label)
         total = relevant.sum()
         if total == 0:
@@ -96,12 +103,18 @@ def main() -> None:
     loop_subset = loop_map(query_codes[subset], db_codes, query_labels[subset], db_labels)
     loop_subset_s = time.perf_counter() - t0
     loop_s = loop_subset_s * args.queries / len(subset)
+    t0 = time.perf_counter()
+    loop_int_subset = loop_map(query_codes[subset], db_codes, query_labels[subset], db_labels, integer=True)
+    loop_int_s = (time.perf_counter() - t0) * args.queries / len(subset)
 
     result = {
         "ours_s": round(ours_s, 3),
         "loop_s": round(loop_s, 3),
         "speedup": round(loop_s / ours_s, 2),
         "abs_diff": abs(ours_subset - loop_subset),
+        "loop_int_s": round(loop_int_s, 3),
+        "speedup_vs_int_loop": round(loop_int_s / ours_s, 2),
+        "abs_diff_int_loop": abs(ours_subset - loop_int_subset),
         "peak_mb": round(peak_mb, 1),
         "rss_peak_mb": round(maxrss_mb(), 1),
         "map": ours_map,
@@ -122,6 +135,8 @@ def main() -> None:
           f"(process peak {result['rss_peak_mb']:.0f} MB), {result['threads']} torch threads")
     print(f"plain loop: {loop_subset_s:.2f} s for {len(subset)} queries -> {loop_s:.1f} s for all "
           f"(speedup {result['speedup']:.1f}x); subset mAP {loop_subset:.6f} vs {ours_subset:.6f}")
+    print(f"loop with int16 distances (radix argsort): {loop_int_s:.1f} s for all "
+          f"(speedup {result['speedup_vs_int_loop']:.1f}x)")
     print(json.dumps(result))
 
 

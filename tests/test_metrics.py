@@ -138,6 +138,34 @@ def test_map_at_k_stable_matches_loop(data, topk):
     assert got == pytest.approx(ref_map(q, b, ql, dbl, topk=min(topk, len(b))), abs=TOL)
 
 
+@pytest.mark.parametrize("k,n,nq", [(1, 9, 5), (3, 1, 4), (2, 6, 1), (1, 1, 1), (17, 40, 3), (65, 30, 4)])
+def test_edge_shapes_match_loop(k, n, nq):
+    """One bit, one database item, one query, code lengths that are not a multiple of 8."""
+    rng = np.random.default_rng(k * 1000 + n * 10 + nq)
+    q, b = random_codes(rng, nq, k), random_codes(rng, n, k)
+    ql, dbl = rng.integers(0, 2, nq), rng.integers(0, 2, n)
+    for topk in (None, 1, 3):
+        assert mean_average_precision(q, b, ql, dbl, topk=topk) == pytest.approx(
+            ref_map(q, b, ql, dbl, topk=None if topk is None else min(topk, n)), abs=TOL)
+    assert mean_average_precision(q, b, ql, dbl, ties="aware") == pytest.approx(
+        ref_map_aware_closed(q, b, ql, dbl), abs=TOL)
+    assert np.allclose(precision_at_n(q, b, ql, dbl, [1, n]), ref_precision_at_n(q, b, ql, dbl, [1, n]),
+                       atol=TOL, rtol=0)
+    prec, rec = precision_recall_by_radius(q, b, ql, dbl)
+    ref_p, ref_r = ref_pr(q, b, ql, dbl)
+    assert np.allclose(prec, ref_p, atol=TOL, rtol=0) and np.allclose(rec, ref_r, atol=TOL, rtol=0)
+
+
+def test_int8_products_exact_for_one_bit():
+    """torch._int_mm misreads 1 × n matrices with strides (1, 1); _prepare must avoid them."""
+    rng = np.random.default_rng(50)
+    q, b = random_codes(rng, 5, 1), random_codes(rng, 7, 1)
+    p = metrics._prepare(q, b, np.zeros(5, int), np.zeros(7, int))
+    if p.q.dtype == torch.int8:
+        got = torch._int_mm(p.q[torch.tensor([4, 0, 2])], p.b_t)
+        assert np.array_equal(got.numpy(), q[[4, 0, 2]].astype(int) @ b.T.astype(int))
+
+
 def test_per_query_ap_matches_loop():
     q, b, ql, dbl = make_single(7, nq=12, k=8)
     for i in range(len(q)):
@@ -273,6 +301,28 @@ def test_aware_equals_stable_without_ties_and_averages_shuffles():
         shuffled.append(mean_average_precision(q, b[perm], ql, dbl[perm]))
     assert mean_average_precision(q, b, ql, dbl, ties="aware") == pytest.approx(np.mean(shuffled),
                                                                                 abs=0.01)
+
+
+def test_aware_at_k_averages_shuffles():
+    rng = np.random.default_rng(33)
+    q, b, ql, dbl = make_single(34, nq=5, n=60, k=4, classes=3)
+    for topk in (5, 23):
+        shuffled = []
+        for _ in range(400):
+            perm = rng.permutation(len(b))
+            shuffled.append(mean_average_precision(q, b[perm], ql, dbl[perm], topk=topk))
+        assert mean_average_precision(q, b, ql, dbl, topk=topk, ties="aware") == pytest.approx(
+            np.mean(shuffled), abs=0.015)
+
+
+def test_arbitrary_class_ids_and_threads_restored():
+    q, b, ql, dbl = make_single(35, k=10)
+    ids = np.array([-7, 3, 1000, 42, 5, 99])
+    before = torch.get_num_threads()
+    got = mean_average_precision(q, b, ids[ql], ids[dbl])
+    assert torch.get_num_threads() == before
+    assert got == pytest.approx(mean_average_precision(q, b, ql, dbl), abs=1e-12)
+    assert got == pytest.approx(ref_map(q, b, ids[ql], ids[dbl]), abs=TOL)
 
 
 def test_topk_at_least_database_size_is_map_all():

@@ -1,0 +1,89 @@
+"""Run folders, results aggregation, evaluation helpers and the demo plan."""
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from a2hlib import batch, demo, evaluation, runs
+from a2hlib.codes import binarize
+
+
+def test_write_json_is_atomic_and_keeps_old_file_on_error(tmp_path):
+    path = runs.write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "p": pathlib.Path("q")})
+    assert json.loads(path.read_text()) == {"x": 1.5, "p": "q"}
+    with pytest.raises(TypeError):
+        runs.write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"x": 1.5, "p": "q"}
+    assert [p.name for p in path.parent.iterdir()] == ["m.json"]  # no temporary file left
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        runs.read_json(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json"):
+        runs.read_json(tmp_path / "bad.json")
+
+
+def fake_run(root, model, bits, seed, value):
+    folder = runs.run_dir(root, "toy", model, bits, seed)
+    runs.write_json(folder / runs.METRICS, {
+        "dataset": "toy", "config": {"model": model, "code_length": bits, "seed": seed},
+        "parameters": {"config": "cpu"}, "train_seconds": 1.0, "random_codes_map": 0.1,
+        "metrics": {"map_all_stable": value}})
+
+
+def test_results_table_mean_and_std_over_seeds(tmp_path):
+    fake_run(tmp_path, "adsh", 12, 0, 0.30)
+    fake_run(tmp_path, "adsh", 12, 1, 0.40)
+    fake_run(tmp_path, "a2net", 24, 0, 0.50)
+    results = runs.collect_results(tmp_path)
+    assert len(results) == 3
+    table = runs.results_table(results)
+    assert table.loc[("toy", "adsh"), "12 bits"] == "35.0 ± 7.1"
+    assert table.loc[("toy", "a2net"), "24 bits"] == "50.0"
+
+
+def test_smoke_paths(monkeypatch):
+    assert runs.smoke_paths("r", "f", False) == ("r", "f")
+    assert runs.smoke_paths("r", "f", True) == ("r/smoke", "r/smoke/figures")
+    assert runs.smoke_paths("r", "", True) == ("r/smoke", "")
+    monkeypatch.setenv("CI", "false")
+    assert not runs.smoke_mode(False)
+    monkeypatch.setenv("CI", "true")
+    assert runs.smoke_mode(False)
+
+
+def test_top_k_ranks_by_hamming_distance_then_index():
+    q = torch.tensor([[1., 1, 1, 1]])
+    db = torch.tensor([[-1., -1, 1, 1], [1, 1, 1, -1], [1, 1, 1, 1], [1, -1, 1, 1], [-1, -1, -1, -1]])
+    assert evaluation.top_k(q, db, 4).tolist() == [[2, 1, 3, 0]]
+
+
+def test_random_code_baseline_is_near_class_prior():
+    labels = torch.arange(10).repeat(30)
+    chance = evaluation.random_code_baseline(labels, labels, 32)
+    assert 0.08 < chance < 0.16
+
+
+def test_query_map_matches_metrics(blob_dataset):
+    from a2hlib.metrics import mean_average_precision
+    from a2hlib.models import build_model, encode
+    model = build_model("adsh", 8, image_size=32).eval()
+    db = binarize(torch.randn(len(blob_dataset), 8, generator=torch.Generator().manual_seed(0)))
+    expected = mean_average_precision(binarize(encode(model, blob_dataset)), db, blob_dataset.targets,
+                                      blob_dataset.targets)
+    assert evaluation.query_map(model, blob_dataset, db, blob_dataset.targets) == pytest.approx(expected)
+
+
+def test_demo_plan_sends_gallery_figures_to_figures_dir(tmp_path):
+    steps = demo.demo_steps(tmp_path, demo.ROOT / "notebooks")
+    batch.check_parameters(steps, demo.ROOT / "notebooks")
+    names = [s.notebook for s in steps]
+    assert names[0] == batch.PREPARE and names[-1] == demo.OVERVIEW
+    assert names.count(batch.TRAIN) == 6 and names.count(batch.EVALUATE) == 6
+    with_figures = {(s.notebook, s.parameters.get("model"), s.parameters.get("code_length"))
+                    for s in steps if s.parameters.get("figures_dir") == str(demo.FIGURES)}
+    assert (batch.TRAIN, "a2netpp", 24) in with_figures and (batch.TRAIN, "adsh", 12) not in with_figures
