@@ -48,10 +48,13 @@ from a2hlib.codes import binarize
 
 log = logging.getLogger(__name__)
 
-__all__ = ["relaxed_codes", "BitTarget", "CodeSimilarityTarget", "class_mean_codes", "default_layer",
+__all__ = ["relaxed_codes", "BitTarget", "CodeSimilarityTarget", "class_mean_codes", "relevant_mean_codes",
+           "default_layer",
            "attribute", "METHODS", "plot_attribution", "plot_attribution_grid"]
 
 METHODS = ("ig", "gradcam", "occlusion")
+OPTIONS = {"ig": {"n_steps", "internal_batch_size"}, "gradcam": {"relu_attributions", "interpolate_mode"},
+           "occlusion": {"window", "stride", "perturbations_per_eval"}}
 REDUCTIONS = ("abs", "sum", "positive", None)
 
 
@@ -128,6 +131,18 @@ def class_mean_codes(codes: torch.Tensor, labels, num_classes: int | None = None
     return sums / counts[:, None]
 
 
+def relevant_mean_codes(query_labels, db_codes: torch.Tensor, db_labels) -> torch.Tensor:
+    """Per query (q×k): the mean code of the database items relevant to it (same class, or at least
+    one shared label for multi-hot labels); for single-label data that is its class's mean code."""
+    ql, dl = torch.as_tensor(np.asarray(query_labels)), torch.as_tensor(np.asarray(db_labels))
+    if ql.ndim == 1:
+        relevant = (ql[:, None] == dl[None, :]).float()
+    else:
+        relevant = ((ql.float() @ dl.float().t()) > 0).float()
+    codes = torch.as_tensor(db_codes, dtype=torch.float32)
+    return relevant @ codes / relevant.sum(1, keepdim=True).clamp(min=1)
+
+
 def default_layer(model: nn.Module) -> nn.Module:
     """The Grad-CAM layer used when none is given: the stem (conv1…layer3), shared by all branches."""
     return model.stem
@@ -164,6 +179,9 @@ def attribute(method: str, target: nn.Module, images: torch.Tensor, layer: nn.Mo
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    unknown = sorted(set(kwargs) - OPTIONS[method])
+    if unknown:
+        raise TypeError(f"{method} takes no option(s) {unknown}; its options: {sorted(OPTIONS[method])}")
     target.eval()
     images = images.detach()
     n = len(images)
@@ -208,10 +226,14 @@ def plot_attribution(image, attr, ax=None, mask=None, title: str = "", cmap: str
     if mask is not None:
         ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
     if box is not None:
-        import matplotlib.patches as patches
-        x, y, w, h = box
-        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="lime", lw=1.2))
+        _draw_box(ax, box)
     return fig, ax
+
+
+def _draw_box(ax, box) -> None:
+    import matplotlib.patches as patches
+    x, y, w, h = box
+    ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="lime", lw=1.2))
 
 
 def plot_attribution_grid(images: Sequence, maps: dict[str, Sequence], masks: Sequence | None = None,
@@ -233,6 +255,8 @@ def plot_attribution_grid(images: Sequence, maps: dict[str, Sequence], masks: Se
         ax.set_xticks([]), ax.set_yticks([])
         if masks is not None:
             ax.contour(np.asarray(masks[r], dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
+        if boxes is not None and boxes[r] is not None:
+            _draw_box(ax, boxes[r])
         for c, name in enumerate(names, start=1):
             plot_attribution(images[r], maps[name][r], ax=axes[r, c], mask=None if masks is None else masks[r],
                              title=name if r == 0 else "", box=None if boxes is None else boxes[r], **kwargs)

@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "attribute_groups", "short_name", "filter_by_certainty", "usable_attributes", "binary_bits",
     "auc_matrix", "mutual_information", "PermutationNull", "permutation_null", "alignment_summary",
-    "top_attributes", "BitAttributeAnalysis", "analyse", "class_attributes", "class_shuffle_analysis", "extreme_items", "attention_maps",
-    "plot_association_heatmap", "plot_bit_gallery", "json_ready",
+    "top_attributes", "BitAttributeAnalysis", "analyse", "class_attributes", "class_shuffle_analysis",
+    "extreme_items", "attention_maps", "plot_association_heatmap", "plot_bit_gallery", "json_ready",
 ]
 
 
@@ -271,15 +271,18 @@ def mutual_information(bits, attributes, valid=None, strata=None) -> np.ndarray:
 # ------------------------------------------------------------------------------------ chance level
 @dataclasses.dataclass
 class PermutationNull:
-    """The measures recomputed on `n` row permutations of the attribute matrix: `mi` and `auc`
-    are float32 arrays (n×k×A) (absent measures: None). Statistics of any attribute subset are
-    taken from these, so the null of a maximum is always the maximum over the same columns."""
+    """The measures recomputed on `n` shuffles of the attributes: `mi` and `auc` are float32 arrays
+    (n×k×A) (absent measures: None). Statistics of any attribute subset are taken from these, so
+    the null of a maximum is always the maximum over the same columns."""
 
     mi: np.ndarray | None
     auc: np.ndarray | None
     seed: int
-    within_strata: bool
     kind: str = "rows"  # what was shuffled: "rows", "rows within strata" or "classes"
+
+    @property
+    def within_strata(self) -> bool:
+        return self.kind == "rows within strata"
 
     @property
     def n_permutations(self) -> int:
@@ -349,8 +352,7 @@ def permutation_null(u, attributes, valid=None, strata=None, n_permutations: int
         return a[perm], v[perm]
 
     mi, auc = _null(u, s, draw, n_permutations, a.shape[1], tuple(measures))
-    return PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=strata is not None,
-                           kind="rows within strata" if strata is not None else "rows")
+    return PermutationNull(mi=mi, auc=auc, seed=seed, kind="rows within strata" if strata is not None else "rows")
 
 
 def class_attributes(attributes, labels, valid=None) -> tuple[np.ndarray, np.ndarray]:
@@ -388,7 +390,7 @@ def class_shuffle_analysis(u, attributes, labels, names: Sequence[str], valid=No
         return cls[perm][inv], defined[perm][inv]
 
     mi, auc = _null(u, np.zeros(len(u), np.int64), draw, n_permutations, a.shape[1], ("mi", "auc"))
-    null = PermutationNull(mi=mi, auc=auc, seed=seed, within_strata=False, kind="classes")
+    null = PermutationNull(mi=mi, auc=auc, seed=seed, kind="classes")
     return BitAttributeAnalysis(mutual_information(u, observed, observed_valid),
                                 auc_matrix(u, observed, observed_valid), null, list(names), False)
 
@@ -434,7 +436,7 @@ def alignment_summary(mi: np.ndarray, auc: np.ndarray, null: PermutationNull, co
         out[f"{name}_best_null"] = float(_nanmean(null_best.mean(0)))
         out[f"{name}_best_above_chance"] = float(_nanmean(best - null_best.mean(0)))
         if name == "mi":
-            aligned = best > np.quantile(null_best, quantile, axis=0)
+            aligned = best > np.nanquantile(null_best, quantile, axis=0)
             attr_best = _nanmax(observed, axis=0)           # A': best bit of each attribute
             captured = attr_best > np.nanquantile(_nanmax(scores, axis=1), quantile, axis=0)
             out.update(bits_aligned=int(aligned.sum()), bits_aligned_share=float(aligned.mean()),
@@ -582,7 +584,9 @@ def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, 
     maps = attention_maps(model, images) if model is not None else None
     parts = 0 if maps is None else maps.shape[1]
     fig, axes = plt.subplots(1 + parts, 2 * count + 1, squeeze=False,
-                             figsize=(size * (2 * count + 1), size * 1.15 * (1 + parts) + 0.4))
+                             figsize=(size * (2 * count + 1), size * 0.85 * (1.25 + parts)),
+                             gridspec_kw={"height_ratios": [1.25] + [1.0] * parts, "hspace": 0.05})
+    fig.subplots_adjust(top=1.0, bottom=0.0)
     for r in range(1 + parts):
         axes[r, count].axis("off")  # a blank column between the two halves
     for half, idx in enumerate((high, low)):
@@ -601,5 +605,6 @@ def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, 
                                 xycoords="axes fraction", fontsize=9, weight="bold")
     rate_hi, rate_lo = present[high].mean(), present[low].mean()
     fig.suptitle(f"{title}bit {bit} ↔ {short_name(attribute)}: present in {rate_hi:.0%} of the highest, "
-                 f"{rate_lo:.0%} of the lowest (green border: present)", fontsize=9, y=1.0)
+                 f"{rate_lo:.0%} of the lowest (green border: present)", fontsize=9,
+                 y=1.0 + 0.6 / fig.get_figheight())  # above the "highest u" labels
     return fig, axes

@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -35,9 +34,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 __all__ = ["mass", "mask_share", "part_shares", "entropy", "gini", "area_for_mass", "concentration",
-           "DeletionCurve", "deletion_curve", "bit_agreement_score", "map_score", "model_stages",
-           "randomize_model", "spearman_maps", "randomization_check", "transform_mask", "box_mask",
-           "point_masks", "dataset_masks", "summarize", "plot_by_model"]
+           "measures", "DeletionCurve", "deletion_curve", "bit_agreement_score", "map_score",
+           "model_stages", "randomize_model", "spearman_maps", "randomization_check", "transform_mask",
+           "box_mask", "point_masks", "dataset_masks", "summarize", "compare_seeds", "compare_paired",
+           "plot_by_model", "SHORTCUT_QUERIES", "ShortcutData", "shortcut_datasets"]
 
 
 # ------------------------------------------------------------------------------ mass and masks
@@ -150,14 +150,18 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
 
 @torch.no_grad()
 def deletion_curve(score_fn: Callable[[torch.Tensor], Any], images: torch.Tensor, attr,
-                   fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)), fill: torch.Tensor | float = 0.0,
+                   fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                   fill: torch.Tensor | float = 0.0,
                    mode: str = "abs") -> DeletionCurve:
     """Delete each image's most attributed pixels (all channels set to `fill`; 0 = the ImageNet
     mean colour in normalised space), round(f·H·W) of them for each f in `fractions`, and score
-    the batch with `score_fn(images) -> (B,) scores or one number`. Ties: lower pixel index first."""
+    the batch with `score_fn(images) -> (B,) scores or one number`. Ties: lower pixel index first.
+    One map (H×W) applies to every image."""
     images = images.detach()
     b, c, h, w = images.shape
     m = torch.as_tensor(mass(attr, mode), dtype=torch.float64)
+    if m.shape == (1, h * w):  # one map for every image
+        m = m.expand(b, -1)
     if m.shape != (b, h * w):
         raise ValueError(f"maps {tuple(m.shape)} do not match images {tuple(images.shape)}")
     order = torch.sort(-m, dim=1, stable=True).indices.to(images.device)
@@ -238,8 +242,8 @@ def randomize_model(model: nn.Module, stages: Sequence[str] | None = None, seed:
     out = copy.deepcopy(model).eval()
     table = dict(model_stages(out))
     prefixes = [p for s in (table if stages is None else stages) for p in table[s]]
-    g = torch.random.fork_rng(devices=[])
-    with g:
+    cuda = sorted({p.device.index or 0 for p in out.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda):  # the caller's random streams stay untouched
         torch.manual_seed(seed)
         for name, module in out.named_modules():
             if name and _matches(name, prefixes) and hasattr(module, "reset_parameters"):
@@ -395,6 +399,27 @@ def summarize(values: dict[str, Sequence[float]]) -> dict[str, dict[str, float]]
     return out
 
 
+def compare_seeds(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """mean(a) − mean(b) over seeds, the spread (the larger of the two sds) and whether the gap
+    exceeds it (`beyond`; None with fewer than two seeds on either side: no spread to compare)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(np.nanmean(a) - np.nanmean(b))
+    if min(len(a), len(b)) < 2:
+        return {"diff": diff, "spread": None, "beyond": None}
+    spread = float(max(np.nanstd(a, ddof=1), np.nanstd(b, ddof=1)))
+    return {"diff": diff, "spread": spread, "beyond": bool(abs(diff) > spread)}
+
+
+def compare_paired(a: Sequence[float], b: Sequence[float], z: float = 2.0) -> dict[str, Any]:
+    """Per-item differences a − b on the same images: mean, standard error, and `beyond` =
+    |mean| > z·s.e. (the spread for one seed per model)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    d = d[np.isfinite(d)]
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    mean = float(d.mean()) if len(d) else float("nan")
+    return {"diff": mean, "spread": se, "beyond": bool(abs(mean) > z * se) if len(d) > 1 else None}
+
+
 def plot_by_model(values: dict[str, Sequence[float]], ax=None, ylabel: str = "", title: str = ""):
     """One column per model: a bar at the mean, an error bar of ± sd and a dot per seed. (fig, ax)."""
     from a2hlib.plotting import _axes
@@ -452,3 +477,20 @@ def shortcut_datasets(strength: float, image_size: int, preset: str = "default",
     absent = sets["absent"].subset("query")
     return ShortcutData(strength, database, queries, masks, transform_mask(absent.object_masks, image_size),
                         transform_mask(absent.part_masks, image_size), list(absent.part_names))
+
+
+def measures(attr, object_mask=None, part_masks=None, part_names: Sequence[str] | None = None,
+             shortcut_mask=None, mode: str = "abs") -> dict[str, np.ndarray]:
+    """Every per-map measure at once (name → B values): object_share, part:<name> shares,
+    shortcut_share, and the `concentration` measures; masks that are None are skipped."""
+    out: dict[str, np.ndarray] = {}
+    if object_mask is not None:
+        out["object_share"] = mask_share(attr, object_mask, mode)
+    if part_masks is not None:
+        shares = part_shares(attr, part_masks, mode)
+        names = list(part_names) if part_names else [str(p) for p in range(shares.shape[1])]
+        out.update({f"part:{n}": shares[:, p] for p, n in enumerate(names)})
+    if shortcut_mask is not None:
+        out["shortcut_share"] = mask_share(attr, shortcut_mask, mode)
+    out.update(concentration(attr, mode))
+    return out

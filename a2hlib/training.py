@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Named presets: `CONFIGS` / `get_config`."""
+    """Everything that defines a training run; the defaults are the `cpu` preset. Named presets:
+    `CONFIGS` / `get_config`."""
 
     model: str = "a2netpp"            # adsh | a2net | a2netpp
     code_length: int = 12             # k, bits per hash code
@@ -45,15 +46,15 @@ class TrainConfig:
     image_size: int = 64              # input side in pixels
     num_parts: int = 4                # M attention parts; 0 means M = code_length (official PyTorch)
     generator_width: int = 64         # channels of the first generator layer (paper: 256)
-    outer_iterations: int = 8         # T
+    outer_iterations: int = 12        # T
     epochs: int = 3                   # E per outer iteration
-    num_samples: int = 256            # m images sampled per outer iteration
+    num_samples: int = 320            # m images sampled per outer iteration
     batch_size: int = 32
     optimizer: str = "adam"           # sgd | adam
     lr: float = 1e-3
     momentum: float = 0.9             # SGD only
     weight_decay: float = 1e-4
-    lr_step_at: int | None = None     # outer iteration at which lr is multiplied by 0.1
+    lr_step_at: int | None = 10       # outer iteration at which lr is multiplied by 0.1 (None: never)
     phase2_start: float = 0.5         # fraction of outer iterations after which rec/dec are added
     gamma: float = 200.0              # quantisation weight γ
     soft_similarity: bool = True      # official S̃ rescaling
@@ -95,10 +96,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
                   generator_width=256, outer_iterations=40, epochs=30, num_samples=2000,
                   batch_size=16, optimizer="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4,
                   lr_step_at=35, crop_scale=(0.08, 1.0), num_workers=4),
-    # Same algorithm, sized for 2 CPU cores on the built-in dataset (about a minute per run).
+    # Same algorithm, sized for 2 CPU cores on the built-in dataset (10–30 s per run on a free machine).
     "cpu": dict(backbone="small", image_size=64, num_parts=4, generator_width=64,
-                outer_iterations=8, epochs=3, num_samples=256, batch_size=32, optimizer="adam",
-                lr=1e-3, lr_step_at=7),
+                outer_iterations=12, epochs=3, num_samples=320, batch_size=32, optimizer="adam",
+                lr=1e-3, lr_step_at=10),
     # Seconds: for CI and for stepping through notebooks (CI=1 selects it).
     "smoke": dict(backbone="small", image_size=32, num_parts=2, generator_width=16,
                   outer_iterations=2, epochs=1, num_samples=32, batch_size=16, optimizer="adam", lr=1e-3),

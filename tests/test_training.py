@@ -122,3 +122,7 @@ def test_paper_config_is_the_official_schedule():
 def test_cuda_mixed_precision_loop_runs(blob_dataset):
     state = train(tiny_config("a2netpp", device="cuda", amp=True), blob_dataset, progress=False)
     assert torch.isfinite(torch.tensor([h["total"] for h in state.history])).all()
+
+
+def test_defaults_are_the_cpu_preset():
+    assert TrainConfig() == get_config("cpu", model="a2netpp", code_length=12)
