@@ -42,22 +42,35 @@ def _extension_loads() -> bool:
     return False
 
 
+def prepare_torchvision() -> bool:
+    """Define the nms/qnms schemas if, and only if, torchvision's extension does not load.
+
+    Returns whether the extension loaded. Safe to call more than once.
+    """
+    global _fragment, extension_loaded
+    if extension_loaded is None:
+        extension_loaded = _extension_loads()
+        if not extension_loaded:
+            _fragment = torch.library.Library("torchvision", "FRAGMENT")
+            for name, schema in _SCHEMAS.items():
+                try:
+                    _fragment.define(schema)
+                except RuntimeError:  # already defined by someone else
+                    pass
+            log.info("torchvision's compiled extension did not load; defined nms/qnms schemas so that "
+                     "models and transforms work (decode images with PIL, not torchvision.io)")
+    return extension_loaded
+
+
 def import_torchvision():
     """Return the `torchvision` module, applying the CPU workaround only when it is needed."""
-    global _fragment, extension_loaded
-    if "torchvision" in sys.modules:
-        return sys.modules["torchvision"]
-    extension_loaded = _extension_loads()
-    if not extension_loaded:
-        _fragment = torch.library.Library("torchvision", "FRAGMENT")
-        for name, schema in _SCHEMAS.items():
-            try:
-                _fragment.define(schema)
-            except RuntimeError:  # already defined by someone else
-                pass
-        log.info("torchvision's compiled extension did not load; defined nms/qnms schemas so that "
-                 "models and transforms work (decode images with PIL, not torchvision.io)")
+    if "torchvision" not in sys.modules:
+        prepare_torchvision()
     return importlib.import_module("torchvision")
 
 
-torchvision = import_torchvision()
+def __getattr__(name: str):
+    # `from a2hlib._compat import torchvision` imports torchvision lazily, through the workaround.
+    if name == "torchvision":
+        return import_torchvision()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

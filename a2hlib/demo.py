@@ -17,7 +17,6 @@ import sys
 import time
 
 from a2hlib import batch
-from a2hlib.runs import run_dir
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
@@ -31,12 +30,15 @@ def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path) -> list[batc
         ["--datasets", DATASET, "--models", *MODELS, "--bits", *map(str, BITS), "--config", "cpu",
          "--prepare", "--analyses", "--results", "--runs-dir", str(runs_dir)])
     steps = batch.plan(args, {}, notebooks_dir)
-    showcase = run_dir(runs_dir.resolve(), DATASET, "a2netpp", max(BITS), 0)
+    showcase = None
     for step in steps:
         per_run = step.notebook in (batch.TRAIN, batch.EVALUATE)
-        if not per_run or step.output.parent == showcase:
+        is_showcase = step.parameters.get("model") == "a2netpp" and step.parameters.get("code_length") == max(BITS)
+        if not per_run or is_showcase:
             step.parameters["figures_dir"] = str(FIGURES)
-    out = runs_dir.resolve() / DATASET / "_notebooks" / f"{OVERVIEW}.ipynb"
+        if per_run and is_showcase:
+            showcase = step.output.parent
+    out = steps[0].output.parent / f"{OVERVIEW}.ipynb"
     steps.append(batch.Step(OVERVIEW, out, {"run_dir": str(showcase), "code_length": max(BITS),
                                             "figures_dir": str(FIGURES)}, out, "overview"))
     return steps
