@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from a2hlib.runs import run_dir, smoke_mode, smoke_paths
+from a2hlib.runs import analysis_dir, run_dir, smoke_mode, smoke_paths
 
 log = logging.getLogger(__name__)
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
@@ -109,8 +109,8 @@ def plan(args: argparse.Namespace, extra: dict[str, Any], notebooks_dir: pathlib
             steps.append(Step(EVALUATE, folder / f"{EVALUATE}.ipynb", {k: v for k, v in params.items() if k != "config"},
                               folder / "evaluation.json", label))
         if args.analyses:
-            for name, marker in ((BIAS, "simplicity_bias.json"), (BITS, "bit_attributes.json")):
-                folder = runs / dataset / "analysis"
+            for name, marker in ((BIAS, "simplicity_bias.json"), (BITS, f"bit_attributes_{max(args.bits)}b.json")):
+                folder = analysis_dir(runs, dataset)
                 params = {**common, **data, "code_length": max(args.bits)}
                 steps.append(Step(name, folder / f"{name}.ipynb", params, folder / marker, f"{dataset} {name[3:]}"))
     if args.results:

@@ -45,6 +45,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from a2hlib.codes import binarize
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -140,8 +142,14 @@ def usable_attributes(present, valid=None, min_count: int = 5, strata=None) -> n
 
 
 def binary_bits(codes) -> np.ndarray:
-    """0/1 bits (n×k, bool) from relaxed u or ±1 codes: True where the code is ≥ 0 (sign(0) = +1)."""
-    return _np(codes) >= 0
+    """Bits (n×k, bool): True where sign(u) = +1 (sign(0) = +1, `a2hlib.codes.binarize`) for relaxed
+    u or ±1 codes; a boolean matrix, or one holding only the values 0 and 1, is read as bits as is."""
+    x = _np(codes)
+    if x.dtype == bool:
+        return x
+    if np.isin(x, (0, 1)).all():
+        return x > 0
+    return binarize(x) > 0
 
 
 # ------------------------------------------------------------------------------------ measures

@@ -166,6 +166,8 @@ def deletion_curve(score_fn: Callable[[torch.Tensor], Any], images: torch.Tensor
         raise ValueError(f"maps {tuple(m.shape)} do not match images {tuple(images.shape)}")
     order = torch.sort(-m, dim=1, stable=True).indices.to(images.device)
     fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
+    if fill_t.ndim == 1:  # one value per channel
+        fill_t = fill_t.view(1, -1, 1, 1)
     fill_t = fill_t.expand_as(images) if fill_t.ndim < 4 else fill_t
     fractions = np.asarray(fractions, dtype=float)
     per, batch = [], []

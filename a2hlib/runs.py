@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pathlib
 import platform
@@ -38,19 +39,34 @@ def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, bits: int, se
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    """Write strict JSON atomically (temporary file in the same folder, then rename).
+
+    Arrays and tensors become lists; NaN and infinities become null (`json` would write the
+    non-standard token NaN)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_plain)
+            json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False, default=_plain)
             f.write("\n")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        return _finite(x.tolist())
+    return x
 
 
 def _plain(x: Any) -> Any:
@@ -99,6 +115,11 @@ def provenance(device: str | torch.device | None = None) -> dict[str, Any]:
     if dev.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def analysis_dir(runs_dir: str | os.PathLike, dataset: str) -> pathlib.Path:
+    """`<runs_dir>/<dataset>/analysis/`: results of the per-dataset analyses (04, 05)."""
+    return pathlib.Path(runs_dir) / dataset / "analysis"
 
 
 def is_complete(directory: str | os.PathLike) -> bool:

@@ -48,3 +48,17 @@ def test_params_are_parsed_as_python_literals():
         "epochs": 3, "lr": 1e-3, "name": "abc", "flags": [1, 2]}
     with pytest.raises(SystemExit, match="name=value"):
         batch.parse_params(["epochs"])
+
+
+def test_analysis_notebooks_run_through_the_batch_runner(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["--datasets", "synthetic", "--models", "adsh", "--bits", "8", "--runs-dir", str(runs), "--analyses"]
+    assert batch.main(argv) == 0
+    analysis = runs / "smoke" / "synthetic" / "analysis"
+    bias = json.loads((analysis / "simplicity_bias.json").read_text())
+    bits = json.loads((analysis / "bit_attributes_8b.json").read_text())
+    assert bias["parameters"]["code_length"] == 8 and bits["parameters"]["code_length"] == 8
+    assert (analysis / "04_simplicity_bias.ipynb").exists() and (analysis / "05_bit_attributes.ipynb").exists()
+    assert "4 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert batch.main(argv) == 0
+    assert "0 done, 4 skipped, 0 failed" in capsys.readouterr().out

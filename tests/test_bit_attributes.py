@@ -279,3 +279,14 @@ def test_class_shuffle_separates_attribute_splits_from_arbitrary_class_splits():
     assert plain.summary()["mi_best_above_chance"] > 0.05  # the confound: row shuffles call this aligned
     s = ba.class_shuffle_analysis(arbitrary, attrs, labels, names, n_permutations=100, seed=0).summary()
     assert abs(s["mi_best_above_chance"]) < 0.1 and s["bits_aligned"] <= 1  # seeds 0-9: |x| <= 0.08, 0 aligned
+
+
+def test_mutual_information_reads_zero_one_bits_like_signed_codes():
+    rng = np.random.default_rng(0)
+    attr = rng.integers(0, 2, size=(200, 3)).astype(np.uint8)
+    signed = np.where(attr[:, :1] == 1, 1.0, -1.0) * np.ones((1, 2))
+    zero_one = (signed > 0).astype(np.int64)
+    assert np.allclose(ba.mutual_information(signed, attr), ba.mutual_information(zero_one, attr))
+    assert ba.mutual_information(zero_one, attr)[0, 0] > 0.9
+    with pytest.raises(ValueError):
+        ba.binary_bits(np.array([[np.nan, 1.0]]))

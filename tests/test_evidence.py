@@ -199,3 +199,17 @@ def test_summarize_and_plot_by_model():
     fig, ax = E.plot_by_model({"adsh": [0.1, 0.2], "a2net": [0.3]}, ylabel="share")
     assert ax.figure is fig
     plt.close("all")
+
+
+def test_deletion_curve_accepts_a_fill_value_per_channel():
+    images = torch.zeros(2, 3, 4, 4)
+    attr = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(0))
+    fill = torch.tensor([1.0, 2.0, 3.0])
+    seen = []
+
+    def score(x):
+        seen.append(x.clone())
+        return x.mean(dim=(1, 2, 3))
+
+    E.deletion_curve(score, images, attr, [0.0, 1.0], fill=fill)
+    assert torch.equal(seen[-1][:, :, 0, 0], fill.expand(2, 3))

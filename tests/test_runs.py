@@ -87,3 +87,10 @@ def test_demo_plan_sends_gallery_figures_to_figures_dir(tmp_path):
     with_figures = {(s.notebook, s.parameters.get("model"), s.parameters.get("code_length"))
                     for s in steps if s.parameters.get("figures_dir") == str(demo.FIGURES)}
     assert (batch.TRAIN, "a2netpp", 24) in with_figures and (batch.TRAIN, "adsh", 12) not in with_figures
+
+
+def test_write_json_writes_strict_json_for_nan_and_arrays(tmp_path):
+    path = runs.write_json(tmp_path / "x.json", {"a": float("nan"), "b": np.array([1.0, np.inf]),
+                                                 "c": torch.tensor([0.5]), "d": [np.float32("nan")]})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard {c}")) == {
+        "a": None, "b": [1.0, None], "c": [0.5], "d": [None]}
