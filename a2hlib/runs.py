@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from a2hlib.training import TrainConfig, TrainState, load_checkpoint, model_from_checkpoint, train
+from a2hlib.training import TrainConfig, TrainState, load_checkpoint, model_from_state, train
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -69,11 +69,9 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def _plain(x: Any) -> Any:
-    if isinstance(x, (pathlib.Path,)):
+def _plain(x: Any) -> Any:  # what _finite leaves for json's `default`
+    if isinstance(x, pathlib.Path):
         return str(x)
-    if hasattr(x, "tolist"):
-        return x.tolist()
     raise TypeError(f"cannot write {type(x).__name__} to JSON")
 
 
@@ -122,13 +120,18 @@ def analysis_dir(runs_dir: str | os.PathLike, dataset: str) -> pathlib.Path:
     return pathlib.Path(runs_dir) / dataset / "analysis"
 
 
-def is_complete(directory: str | os.PathLike) -> bool:
-    """True when the run's checkpoint holds every outer iteration of its config."""
+def _finished_checkpoint(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's checkpoint dict if it holds every outer iteration of its config, else None."""
     path = pathlib.Path(directory) / CHECKPOINT
     if not path.exists():
-        return False
+        return None
     ckpt = load_checkpoint(path)
-    return ckpt["iteration"] >= ckpt["config"]["outer_iterations"]
+    return ckpt if ckpt["iteration"] >= ckpt["config"]["outer_iterations"] else None
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    """True when the run's checkpoint holds every outer iteration of its config."""
+    return _finished_checkpoint(directory) is not None
 
 
 def train_or_resume(config: TrainConfig, database, directory: str | os.PathLike, select=None,
@@ -141,11 +144,11 @@ def train_or_resume(config: TrainConfig, database, directory: str | os.PathLike,
 
 def load_run(directory: str | os.PathLike, best: bool = False):
     """(model in eval mode, database codes B, config) of a finished run."""
-    path = pathlib.Path(directory) / CHECKPOINT
-    if not is_complete(directory):
-        raise FileNotFoundError(f"{path} is missing or unfinished; train it with notebooks/02_training.ipynb "
-                                "or `python -m a2hlib.batch`")
-    return model_from_checkpoint(path, best=best)
+    ckpt = _finished_checkpoint(directory)  # read once: paper-scale checkpoints are large
+    if ckpt is None:
+        raise FileNotFoundError(f"{pathlib.Path(directory) / CHECKPOINT} is missing or unfinished; train it "
+                                "with notebooks/02_training.ipynb or `python -m a2hlib.batch`")
+    return model_from_state(ckpt, best=best)
 
 
 # ------------------------------------------------------------------------------ data locations

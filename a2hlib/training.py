@@ -96,10 +96,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
                   generator_width=256, outer_iterations=40, epochs=30, num_samples=2000,
                   batch_size=16, optimizer="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4,
                   lr_step_at=35, crop_scale=(0.08, 1.0), num_workers=4),
-    # Same algorithm, sized for 2 CPU cores on the built-in dataset (10–30 s per run on a free machine).
-    "cpu": dict(backbone="small", image_size=64, num_parts=4, generator_width=64,
-                outer_iterations=12, epochs=3, num_samples=320, batch_size=32, optimizer="adam",
-                lr=1e-3, lr_step_at=10),
+    # The TrainConfig defaults: the same algorithm, sized for 2 CPU cores on the built-in dataset
+    # (small backbone, 64 px, M = 4, 12 outer iterations; 10–30 s per run on a free machine).
+    "cpu": dict(),
     # Seconds: for CI and for stepping through notebooks (CI=1 selects it).
     "smoke": dict(backbone="small", image_size=32, num_parts=2, generator_width=16,
                   outer_iterations=2, epochs=1, num_samples=32, batch_size=16, optimizer="adam", lr=1e-3),
@@ -199,7 +198,11 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
 
 def model_from_checkpoint(path: str | os.PathLike, best: bool = False) -> tuple[HashingNet, torch.Tensor, TrainConfig]:
     """(model in eval mode, database codes B, config); `best` picks the validation-selected state."""
-    ckpt = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path), best)
+
+
+def model_from_state(ckpt: dict[str, Any], best: bool = False) -> tuple[HashingNet, torch.Tensor, TrainConfig]:
+    """`model_from_checkpoint` for a checkpoint dict already read with `load_checkpoint`."""
     config = TrainConfig.from_dict(ckpt["config"])
     model = _new_model(config)
     source = ckpt["best_state"] if best and ckpt.get("best_state") else ckpt
