@@ -53,7 +53,7 @@ __all__ = [
     "attribute_groups", "short_name", "filter_by_certainty", "usable_attributes", "binary_bits",
     "auc_matrix", "mutual_information", "PermutationNull", "permutation_null", "alignment_summary",
     "top_attributes", "BitAttributeAnalysis", "analyse", "class_attributes", "class_shuffle_analysis",
-    "extreme_items", "attention_maps", "plot_association_heatmap", "plot_bit_gallery", "json_ready",
+    "extreme_items", "attention_maps", "plot_association_heatmap", "plot_bit_gallery",
 ]
 
 
@@ -514,24 +514,6 @@ def analyse(u, attributes, names: Sequence[str], valid=None, strata=None, n_perm
     auc = auc_matrix(u, attributes, valid, strata)
     null = permutation_null(u, attributes, valid, strata, n_permutations, seed)
     return BitAttributeAnalysis(mi, auc, null, list(names), strata is not None)
-
-
-def json_ready(x, digits: int = 5):
-    """Arrays, numpy scalars and dicts/lists of them as plain JSON values; NaN becomes None
-    (strict JSON has no NaN), floats are rounded to `digits`."""
-    if isinstance(x, dict):
-        return {str(k): json_ready(v, digits) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_ready(v, digits) for v in x]
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return json_ready(_np(x).tolist(), digits)
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if not np.isfinite(x) else round(float(x), digits)
-    return x
 
 
 # ------------------------------------------------------------------------------------ galleries

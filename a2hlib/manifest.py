@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from a2hlib.fileio import json_ready, write_temporary
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -297,31 +299,6 @@ def validate(frame: pd.DataFrame, info: Mapping, arrays: Mapping | None = None, 
 
 
 # --------------------------------------------------------------------------------------- writing
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (pathlib.Path, os.PathLike)):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def _tmp_name(out_dir: pathlib.Path, name: str) -> pathlib.Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-    os.close(fd)
-    return pathlib.Path(tmp)
-
-
-def _write_bytes(path: pathlib.Path, writer) -> None:
-    with open(path, "wb") as fh:
-        writer(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 @contextlib.contextmanager
 def staging_dir(out_dir: str | os.PathLike) -> Iterator[pathlib.Path]:
     """A temporary folder inside `out_dir` for files that `write_dataset(..., image_dir=...)` will
@@ -370,14 +347,12 @@ def write_dataset(out_dir: str | os.PathLike, frame: pd.DataFrame, info: dict,
     temps: dict[str, pathlib.Path] = {}
     try:
         for name, group in arrays.items():
-            temps[f"{name}.npz"] = tmp = _tmp_name(out_dir, f"{name}.npz")
-            _write_bytes(tmp, lambda fh, g=group: np.savez_compressed(fh, **g))
-        temps[MANIFEST_FILE] = tmp = _tmp_name(out_dir, MANIFEST_FILE)
-        _write_bytes(tmp, lambda fh: fh.write(frame.to_csv(index=False, lineterminator="\n")
-                                               .encode("utf-8")))
-        temps[INFO_FILE] = tmp = _tmp_name(out_dir, INFO_FILE)
-        text = json.dumps(info, indent=2, ensure_ascii=False, default=_json_default) + "\n"
-        _write_bytes(tmp, lambda fh: fh.write(text.encode("utf-8")))
+            temps[f"{name}.npz"] = write_temporary(out_dir / f"{name}.npz",
+                                                   lambda fh, g=group: np.savez_compressed(fh, **g))
+        csv = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        temps[MANIFEST_FILE] = write_temporary(out_dir / MANIFEST_FILE, lambda fh: fh.write(csv))
+        text = json.dumps(json_ready(info), indent=2, ensure_ascii=False) + "\n"
+        temps[INFO_FILE] = write_temporary(out_dir / INFO_FILE, lambda fh: fh.write(text.encode("utf-8")))
     except BaseException:
         for tmp in temps.values():
             with contextlib.suppress(OSError):

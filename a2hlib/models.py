@@ -11,8 +11,8 @@ Walk-through with shapes: `notebooks/00_overview.ipynb`. METHOD.md §2 is the sp
 - image path Î = G(Linear(x))                  B×3×S×S in [0, 1]     (a2netpp, training only)
 
 `adsh` is the same stem and global branch followed by Linear(C4→k) and tanh.
-In eval mode `forward` returns u; in train mode (or with `forward_all`) a dict of everything the
-losses and the analyses need.
+`forward` returns u in every mode; `forward_all` returns a dict of everything the losses and the
+analyses need (the generated image Î when `with_image`, by default in train mode).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class ImageGenerator(nn.Module):
 class HashingNet(nn.Module):
     """`adsh`, `a2net` or `a2netpp` (see module docstring). Build with `build_model`."""
 
-    def __init__(self, variant: str, code_length: int, backbone: str = "small", num_parts: int = 4,
+    def __init__(self, variant: str, code_length: int, *, backbone: str = "small", num_parts: int = 4,
                  image_size: int = 64, weights: str | os.PathLike | None = None,
                  generator_features: int = 512, generator_width: int = 256):
         super().__init__()
@@ -118,8 +118,10 @@ class HashingNet(nn.Module):
     def _pool(x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
-    def forward_all(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every intermediate: stem, attention, features, v, u (and reconstruction, image)."""
+    def forward_all(self, images: torch.Tensor, with_image: bool | None = None) -> dict[str, torch.Tensor]:
+        """Every intermediate: stem, attention, parts, features, v, u, reconstruction, and for
+        `a2netpp` the generated image when `with_image` (default: in train mode only, since only
+        the training loss needs it)."""
         stem = self.stem(images)
         out: dict[str, torch.Tensor] = {"stem": stem}
         global_feat = self._pool(self.global_layer4(stem))
@@ -137,22 +139,20 @@ class HashingNet(nn.Module):
         u = torch.tanh(v)
         out.update(attention=attention, parts=parts, features=features, v=v, u=u,
                    reconstruction=F.linear(u, self.W.t()))
-        if self.variant == "a2netpp" and self.training:
+        if self.variant == "a2netpp" and (self.training if with_image is None else with_image):
             out["image"] = self.generator(self.image_encoder(features))
         return out
 
-    def forward(self, images: torch.Tensor):
-        if not self.training:
-            return self.forward_all(images)["u"]
-        return self.forward_all(images)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """u = tanh(v), B×k, in every mode."""
+        return self.forward_all(images, with_image=False)["u"]
 
 
-def build_model(variant: str, code_length: int, backbone: str = "small", num_parts: int = 4,
-                image_size: int = 64, weights: str | os.PathLike | None = None,
-                generator_width: int = 256) -> HashingNet:
-    """Build a hashing network by name (`adsh`, `a2net`, `a2netpp`); see `HashingNet`."""
-    return HashingNet(variant, code_length, backbone, num_parts, image_size, weights,
-                      generator_width=generator_width)
+def build_model(variant: str, code_length: int, **options) -> HashingNet:
+    """Build a hashing network by name (`adsh`, `a2net`, `a2netpp`); `options` are the keyword
+    arguments of `HashingNet` (backbone, num_parts, image_size, weights, generator_features,
+    generator_width)."""
+    return HashingNet(variant, code_length, **options)
 
 
 @torch.no_grad()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 from typing import Sequence
 
 import matplotlib
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from a2hlib.datasets import denormalize
+from a2hlib.fileio import atomic_write
 from a2hlib.losses import TERMS
 
 
@@ -33,14 +33,8 @@ def save_figure(fig, name: str, *folders: str | os.PathLike | None, dpi: int = 1
             continue
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".png")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-            os.replace(tmp, folder / f"{name}.png")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(folder / f"{name}.png",
+                     lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None}))
         written.append(folder / f"{name}.png")
     return written
 

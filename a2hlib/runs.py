@@ -7,21 +7,19 @@ helpers, so a notebook can train what is missing and reuse what is finished
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import pathlib
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from typing import Any
 
 import torch
 
+from a2hlib.fileio import read_json, save_array, write_json  # noqa: F401  (used by the notebooks)
 from a2hlib.training import TrainConfig, TrainState, load_checkpoint, model_from_state, train
 
 log = logging.getLogger(__name__)
@@ -36,53 +34,6 @@ def run_name(model: str, bits: int, seed: int, tag: str = "") -> str:
 
 def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, bits: int, seed: int, tag: str = "") -> pathlib.Path:
     return pathlib.Path(runs_dir) / dataset / run_name(model, bits, seed, tag)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
-    """Write strict JSON atomically (temporary file in the same folder, then rename).
-
-    Arrays and tensors become lists; NaN and infinities become null (`json` would write the
-    non-standard token NaN)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False, default=_plain)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
-        return _finite(x.tolist())
-    return x
-
-
-def _plain(x: Any) -> Any:  # what _finite leaves for json's `default`
-    if isinstance(x, pathlib.Path):
-        return str(x)
-    raise TypeError(f"cannot write {type(x).__name__} to JSON")
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    path = pathlib.Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist; run the notebook that writes it first") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and run again") from err
 
 
 def git_revision() -> str | None:
@@ -186,22 +137,6 @@ def smoke_paths(runs_dir: str, figures_dir: str, smoke: bool) -> tuple[str, str]
         return runs_dir, figures_dir
     runs_dir = os.path.join(runs_dir, "smoke")
     return runs_dir, (os.path.join(runs_dir, "figures") if figures_dir else "")
-
-
-def save_array(path: str | os.PathLike, array) -> pathlib.Path:
-    """np.save atomically (temporary file, then rename)."""
-    import numpy as np
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(array))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import pathlib
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from a2hlib.codes import binarize
 from a2hlib.datasets import denormalize
+from a2hlib.fileio import atomic_write
 from a2hlib.losses import hashing_losses, schedule, similarity_matrix
 from a2hlib.models import HashingNet, build_model
 
@@ -155,18 +155,6 @@ class TrainState:
     seconds: float = 0.0
 
 
-def _atomic_save(obj: Any, path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _rng_states(generator: torch.Generator) -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
     if torch.cuda.is_available():
@@ -177,12 +165,12 @@ def _rng_states(generator: torch.Generator) -> dict[str, Any]:
 def save_checkpoint(path: str | os.PathLike, state: TrainState, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator) -> None:
     """Plain values and state_dicts only, so `torch.load(path, weights_only=True)` reads it."""
-    _atomic_save({
+    atomic_write(pathlib.Path(path), lambda f: torch.save({
         "config": state.config.to_dict(), "model": state.model.state_dict(),
         "optimizer": optimizer.state_dict(), "B": state.B, "iteration": state.iteration,
         "history": state.history, "selection": state.selection, "best_iteration": state.best_iteration,
         "best_state": state.best_state, "seconds": state.seconds, "rng": _rng_states(generator),
-    }, pathlib.Path(path))
+    }, f))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
@@ -211,8 +199,9 @@ def model_from_state(ckpt: dict[str, Any], best: bool = False) -> tuple[HashingN
 
 
 def _new_model(config: TrainConfig) -> HashingNet:
-    return build_model(config.model, config.code_length, config.backbone, config.parts,
-                       config.image_size, config.weights, config.generator_width)
+    return build_model(config.model, config.code_length, backbone=config.backbone, num_parts=config.parts,
+                       image_size=config.image_size, weights=config.weights,
+                       generator_width=config.generator_width)
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -292,7 +281,7 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
                 rows = row_of[db_index]
                 images = images.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    outputs = model(images)
+                    outputs = model.forward_all(images)
                 target = denormalize(images) if "image" in outputs else None
                 terms = hashing_losses(outputs, B_device, S_device[rows.to(device)], db_index.to(device),
                                        weights, config.gamma, target)

@@ -228,7 +228,7 @@ def test_gallery_and_heatmap(blob_dataset):
 
     from a2hlib.models import build_model, encode
     torch.manual_seed(0)
-    model = build_model("a2net", 6, "small", num_parts=2, image_size=32).eval()
+    model = build_model("a2net", 6, backbone="small", num_parts=2, image_size=32).eval()
     u = encode(model, blob_dataset)
     present = (blob_dataset.targets % 2).numpy()
     high, low = ba.extreme_items(u, 1, 4)
@@ -236,18 +236,10 @@ def test_gallery_and_heatmap(blob_dataset):
     fig, axes = ba.plot_bit_gallery(blob_dataset, u, 1, present, "has_parity::odd", model=model, count=3)
     assert axes.shape == (3, 7)
     plt.close(fig)
-    assert ba.attention_maps(build_model("adsh", 6, "small", image_size=32), blob_dataset.images[:2]) is None
+    assert ba.attention_maps(build_model("adsh", 6, backbone="small", image_size=32), blob_dataset.images[:2]) is None
     fig, ax = ba.plot_association_heatmap(np.random.rand(6, 3), ["has_a::x", "has_b::y", "c"], title="t")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a: x", "b: y", "c"]
     plt.close(fig)
-
-
-def test_json_ready():
-    import json
-    out = ba.json_ready({"a": np.array([[0.123456789, np.nan]]), "b": np.int64(3), "c": [np.float32(np.inf), True],
-                         "d": "x"}, digits=3)
-    assert out == {"a": [[0.123, None]], "b": 3, "c": [None, True], "d": "x"}
-    json.dumps(out, allow_nan=False)
 
 
 def test_class_attributes_majority():

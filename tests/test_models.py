@@ -12,7 +12,7 @@ def test_one_training_step_and_eval_output(variant):
     torch.manual_seed(0)
     model = build_model(variant, code_length=12, backbone="small", num_parts=3, image_size=SIZE, generator_width=16)
     images = torch.randn(4, 3, SIZE, SIZE)
-    out = model.train()(images)
+    out = model.train().forward_all(images)
     assert out["u"].shape == (4, 12) and out["u"].abs().max() < 1
     assert torch.equal(out["u"], torch.tanh(out["v"]))
     if variant == "adsh":
@@ -30,9 +30,13 @@ def test_one_training_step_and_eval_output(variant):
     loss.backward()
     opt.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    model.eval()
-    u = model(images)
-    assert isinstance(u, torch.Tensor) and u.shape == (4, 12)
+    for mode in (True, False):  # forward returns u in every mode
+        u = model.train(mode)(images)
+        assert isinstance(u, torch.Tensor) and u.shape == (4, 12)
+    if variant == "a2netpp":  # the image path on request, in eval mode too, without changing the mode
+        assert "image" not in model.forward_all(images)
+        assert model.forward_all(images, with_image=True)["image"].shape == (4, 3, SIZE, SIZE)
+        assert not model.training
 
 
 def test_a2net_part_features_use_shared_layer4_on_masked_stem():
