@@ -22,7 +22,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from a2hlib.runs import analysis_dir, run_dir, smoke_mode, smoke_paths
+from a2hlib.notebook import smoke_mode, smoke_paths
+from a2hlib.runs import analysis_dir, run_dir
 
 log = logging.getLogger(__name__)
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"

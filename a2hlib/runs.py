@@ -2,8 +2,9 @@
 
 One run = one (dataset, model, code length, seed[, tag]) under a runs folder:
 `runs/<dataset>/<model>-<bits>b-s<seed>[-<tag>]/`. Notebooks 02–06 and `a2hlib.batch` share these
-helpers, so a notebook can train what is missing and reuse what is finished
-(`notebooks/02_training.ipynb` explains the layout).
+helpers, so a notebook can train what is missing (`ensure_run`) and reuse what is finished
+(`notebooks/02_training.ipynb` explains the layout). Prepared datasets live under
+`runs/data/<dataset>/` (`open_dataset`); `provenance` is what every results file records.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from typing import Any
 
 import torch
 
-from a2hlib.fileio import read_json, save_array, write_json  # noqa: F401  (used by the notebooks)
 from a2hlib.training import TrainConfig, TrainState, load_checkpoint, model_from_state, train
 
 log = logging.getLogger(__name__)
@@ -126,78 +126,26 @@ def open_dataset(dataset: str, runs_dir: str | os.PathLike, data_dir: str | os.P
     return manifest.read_dataset(folder)
 
 
-def smoke_mode(smoke_test: bool = False) -> bool:
-    """A notebook's smoke switch (pyro's `smoke_test`): on when asked or when CI is set."""
-    return bool(smoke_test) or os.environ.get("CI", "").lower() not in ("", "0", "false")
+def ensure_run(runs_dir: str | os.PathLike, dataset: str, model: str, code_length: int, seed: int, *,
+               config: str = "cpu", overrides: dict[str, Any] | None = None, data_dir: str | os.PathLike = "",
+               smoke: bool = False, tag: str = "", database=None, progress: bool = False) -> pathlib.Path:
+    """Train the run if it is not finished, and return its folder: the one "train if missing".
 
-
-def smoke_paths(runs_dir: str, figures_dir: str, smoke: bool) -> tuple[str, str]:
-    """Smoke runs write under `<runs_dir>/smoke` (figures too), never over real runs or figures/."""
-    if not smoke:
-        return runs_dir, figures_dir
-    runs_dir = os.path.join(runs_dir, "smoke")
-    return runs_dir, (os.path.join(runs_dir, "figures") if figures_dir else "")
-
-
-def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The plain-valued names defined so far in a notebook (call it right after the parameters
-    cell, nanoGPT's `config_keys` idea): what metrics.json records as the run's parameters."""
-    plain = (int, float, bool, str, type(None), list, dict, tuple)
-    return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k not in ("In", "Out") and isinstance(v, plain)}
-
-
-def ensure_run(runs_dir: str | os.PathLike, dataset: str, model: str, code_length: int, seed: int,
-               config: str = "cpu", data_dir: str | os.PathLike = "", smoke: bool = False, tag: str = "",
-               progress: bool = False, **overrides) -> pathlib.Path:
-    """Train a run if it is not finished (what 02_training does, without its plots); its folder.
-
-    Analysis notebooks (03 in smoke mode, 04, 05) call this so that they run on their own; runs
-    already trained by 02 or `a2hlib.batch` are reused as they are.
+    The run is `run_dir(runs_dir, dataset, model, code_length, seed, tag)`, trained with the named
+    `config` (`smoke` in smoke mode) and `overrides`, on `database` if given (e.g. the planted-
+    shortcut data of 04) or else on the prepared dataset's database split. A finished run is
+    reused as it is; an unfinished one resumes from its checkpoint. Used by 03 (smoke mode),
+    04 and 05, so each runs on its own; `notebooks/02_training.ipynb` shows the steps.
     """
     from a2hlib.datasets import build_dataset
     from a2hlib.training import get_config
     folder = run_dir(runs_dir, dataset, model, code_length, seed, tag)
     if not is_complete(folder):
-        prepared = open_dataset(dataset, runs_dir, data_dir, smoke)
-        cfg = get_config("smoke" if smoke else config, model=model, code_length=code_length, seed=seed, **overrides)
-        database = build_dataset(prepared, "database", cfg.image_size, train=True, scale=cfg.crop_scale, cache=True)
+        cfg = get_config("smoke" if smoke else config, model=model, code_length=code_length, seed=seed,
+                         **(overrides or {}))
+        if database is None:
+            prepared = open_dataset(dataset, runs_dir, data_dir, smoke)
+            database = build_dataset(prepared, "database", cfg.image_size, train=True, scale=cfg.crop_scale,
+                                     cache=True)
         train_or_resume(cfg, database, folder, progress=progress)
     return folder
-
-
-# ------------------------------------------------------------------------------------ results
-def collect_results(runs_dir: str | os.PathLike) -> "pd.DataFrame":
-    """One row per finished run under `runs_dir` (from metrics.json and evaluation.json)."""
-    import pandas as pd
-    rows = []
-    for path in sorted(pathlib.Path(runs_dir).glob("*/*/" + METRICS)):
-        record = read_json(path)
-        cfg = record["config"]
-        row = {"dataset": record["dataset"], "model": cfg["model"], "bits": cfg["code_length"],
-               "seed": cfg["seed"], "config": record["parameters"].get("config", ""),
-               "train_seconds": record["train_seconds"], "random_codes_map": record["random_codes_map"],
-               **{f"asym_{k}": v for k, v in record["metrics"].items()}, "run": str(path.parent)}
-        evaluation = path.parent / "evaluation.json"
-        if evaluation.exists():
-            for protocol, values in read_json(evaluation)["metrics"].items():
-                row.update({f"{protocol[:4]}_{k}": v for k, v in values.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def results_table(results: "pd.DataFrame", metric: str = "asym_map_all_stable") -> "pd.DataFrame":
-    """dataset × model rows, one column per code length: mean ± std over seeds (in %)."""
-    import pandas as pd
-    if results.empty:
-        return pd.DataFrame()
-    grouped = results.groupby(["dataset", "model", "bits"])[metric].agg(["mean", "std", "count"]).reset_index()
-
-    def cell(r):
-        text = f"{100 * r['mean']:.1f}"
-        return text + (f" ± {100 * r['std']:.1f}" if r["count"] > 1 else "")
-
-    grouped["cell"] = grouped.apply(cell, axis=1)
-    table = grouped.pivot(index=["dataset", "model"], columns="bits", values="cell")
-    table.columns = [f"{b} bits" for b in table.columns]
-    return table

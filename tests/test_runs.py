@@ -1,4 +1,4 @@
-"""Run folders, results aggregation, evaluation helpers and the demo plan."""
+"""Run folders, evaluation helpers and the demo plan."""
 import json
 import pathlib
 
@@ -8,35 +8,6 @@ import torch
 
 from a2hlib import batch, demo, evaluation, runs
 from a2hlib.codes import binarize
-
-
-def fake_run(root, model, bits, seed, value):
-    folder = runs.run_dir(root, "toy", model, bits, seed)
-    runs.write_json(folder / runs.METRICS, {
-        "dataset": "toy", "config": {"model": model, "code_length": bits, "seed": seed},
-        "parameters": {"config": "cpu"}, "train_seconds": 1.0, "random_codes_map": 0.1,
-        "metrics": {"map_all_stable": value}})
-
-
-def test_results_table_mean_and_std_over_seeds(tmp_path):
-    fake_run(tmp_path, "adsh", 12, 0, 0.30)
-    fake_run(tmp_path, "adsh", 12, 1, 0.40)
-    fake_run(tmp_path, "a2net", 24, 0, 0.50)
-    results = runs.collect_results(tmp_path)
-    assert len(results) == 3
-    table = runs.results_table(results)
-    assert table.loc[("toy", "adsh"), "12 bits"] == "35.0 ± 7.1"
-    assert table.loc[("toy", "a2net"), "24 bits"] == "50.0"
-
-
-def test_smoke_paths(monkeypatch):
-    assert runs.smoke_paths("r", "f", False) == ("r", "f")
-    assert runs.smoke_paths("r", "f", True) == ("r/smoke", "r/smoke/figures")
-    assert runs.smoke_paths("r", "", True) == ("r/smoke", "")
-    monkeypatch.setenv("CI", "false")
-    assert not runs.smoke_mode(False)
-    monkeypatch.setenv("CI", "true")
-    assert runs.smoke_mode(False)
 
 
 def test_top_k_ranks_by_hamming_distance_then_index():
