@@ -45,12 +45,12 @@ import torch
 from torch import nn
 
 from a2hlib.codes import binarize
+from a2hlib.models import eval_mode
 
 log = logging.getLogger(__name__)
 
 __all__ = ["relaxed_codes", "BitTarget", "CodeSimilarityTarget", "class_mean_codes", "relevant_mean_codes",
-           "default_layer",
-           "attribute", "METHODS", "plot_attribution", "plot_attribution_grid"]
+           "default_layer", "attribute", "METHODS"]
 
 METHODS = ("ig", "gradcam", "occlusion")
 OPTIONS = {"ig": {"n_steps", "internal_batch_size"}, "gradcam": {"relu_attributions", "interpolate_mode"},
@@ -68,7 +68,7 @@ class _Target(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.eval()
+        self.model = model
 
     def _rows(self, values: torch.Tensor, rows: torch.Tensor | None, batch: int) -> torch.Tensor:
         if values.ndim == 0 or values.shape[0] == 1:
@@ -96,8 +96,8 @@ class BitTarget(_Target):
     @torch.no_grad()
     def for_images(cls, model: nn.Module, bit: int, images: torch.Tensor) -> "BitTarget":
         """The target with s = sign(u_j(x)) of each unperturbed image (sign(0) = +1)."""
-        model.eval()
-        return cls(model, bit, binarize(relaxed_codes(model, images)[:, int(bit)]).cpu())
+        with eval_mode(model):
+            return cls(model, bit, binarize(relaxed_codes(model, images)[:, int(bit)]).cpu())
 
     def forward(self, images: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         u = relaxed_codes(self.model, images)[:, self.bit]
@@ -132,13 +132,10 @@ def class_mean_codes(codes: torch.Tensor, labels, num_classes: int | None = None
 
 
 def relevant_mean_codes(query_labels, db_codes: torch.Tensor, db_labels) -> torch.Tensor:
-    """Per query (q×k): the mean code of the database items relevant to it (same class, or at least
-    one shared label for multi-hot labels); for single-label data that is its class's mean code."""
-    ql, dl = torch.as_tensor(np.asarray(query_labels)), torch.as_tensor(np.asarray(db_labels))
-    if ql.ndim == 1:
-        relevant = (ql[:, None] == dl[None, :]).float()
-    else:
-        relevant = ((ql.float() @ dl.float().t()) > 0).float()
+    """Per query (q×k): the mean code of the database items relevant to it (`metrics.relevance`:
+    same class, or a shared label); for single-label data that is its class's mean code."""
+    from a2hlib.metrics import relevance
+    relevant = torch.as_tensor(relevance(np.asarray(query_labels), np.asarray(db_labels)), dtype=torch.float32)
     codes = torch.as_tensor(db_codes, dtype=torch.float32)
     return relevant @ codes / relevant.sum(1, keepdim=True).clamp(min=1)
 
@@ -173,17 +170,20 @@ def attribute(method: str, target: nn.Module, images: torch.Tensor, layer: nn.Mo
     relu_attributions=True, interpolate_mode="bilinear"), "occlusion" (kwargs: window=8, stride=4,
     perturbations_per_eval=16). baseline: IG's baseline and Occlusion's fill (default 0 = the
     ImageNet-mean colour in normalised space). batch_size: images per Captum call (None: all).
-    The target's model is put in eval mode (BatchNorm statistics, A²-Net++ returns no image).
+    The target runs in eval mode (BatchNorm statistics); its model's mode is restored afterwards.
     """
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
-
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     unknown = sorted(set(kwargs) - OPTIONS[method])
     if unknown:
         raise TypeError(f"{method} takes no option(s) {unknown}; its options: {sorted(OPTIONS[method])}")
-    target.eval()
-    images = images.detach()
+    with eval_mode(target):
+        return _attribute(method, target, images.detach(), layer, baseline, reduce, batch_size, kwargs)
+
+
+def _attribute(method, target, images, layer, baseline, reduce, batch_size, kwargs) -> torch.Tensor:
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+
     n = len(images)
     step = n if batch_size is None else max(1, int(batch_size))
     base = 0.0 if baseline is None else baseline
@@ -210,55 +210,3 @@ def attribute(method: str, target: nn.Module, images: torch.Tensor, layer: nn.Mo
                               perturbations_per_eval=kwargs.get("perturbations_per_eval", 16))
         outs.append(_reduce(a.detach(), reduce))
     return torch.cat(outs)
-
-
-# ------------------------------------------------------------------------------------ plotting
-def plot_attribution(image, attr, ax=None, mask=None, title: str = "", cmap: str = "inferno",
-                     alpha: float = 0.6, clip: float = 99.0, box=None):
-    """One map over its image (`plotting.heatmap_overlay`), clipped at the `clip` percentile of
-    |attr| so a few extreme pixels do not wash it out; `mask` (H×W bool) is outlined in cyan and
-    `box` ((x, y, w, h) in pixels, e.g. the shortcut patch) in lime. Returns (fig, ax)."""
-    from a2hlib.plotting import heatmap_overlay
-    heat = np.abs(np.asarray(attr.detach().cpu() if isinstance(attr, torch.Tensor) else attr, dtype=float))
-    if clip is not None and heat.size and np.percentile(heat, clip) > 0:
-        heat = np.minimum(heat, np.percentile(heat, clip))
-    fig, ax = heatmap_overlay(image, heat, ax=ax, alpha=alpha, cmap=cmap, title=title)
-    if mask is not None:
-        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
-    if box is not None:
-        _draw_box(ax, box)
-    return fig, ax
-
-
-def _draw_box(ax, box) -> None:
-    import matplotlib.patches as patches
-    x, y, w, h = box
-    ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="lime", lw=1.2))
-
-
-def plot_attribution_grid(images: Sequence, maps: dict[str, Sequence], masks: Sequence | None = None,
-                          size: float = 1.6, axes=None, boxes: Sequence | None = None, **kwargs):
-    """Rows = images; columns = the image, then one map per entry of `maps` (name → B maps), so
-    models or methods sit side by side on the same images. Returns (fig, axes)."""
-    import matplotlib.pyplot as plt
-
-    from a2hlib.plotting import to_image
-    n, names = len(images), list(maps)
-    if axes is None:
-        fig, axes = plt.subplots(n, len(names) + 1, figsize=(size * (len(names) + 1), size * n), squeeze=False)
-    else:
-        axes = np.atleast_2d(axes)
-        fig = axes.flat[0].figure
-    for r in range(n):
-        ax = axes[r, 0]
-        ax.imshow(to_image(images[r]))
-        ax.set_xticks([]), ax.set_yticks([])
-        if masks is not None:
-            ax.contour(np.asarray(masks[r], dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
-        if boxes is not None and boxes[r] is not None:
-            _draw_box(ax, boxes[r])
-        for c, name in enumerate(names, start=1):
-            plot_attribution(images[r], maps[name][r], ax=axes[r, c], mask=None if masks is None else masks[r],
-                             title=name if r == 0 else "", box=None if boxes is None else boxes[r], **kwargs)
-    axes[0, 0].set_title("image", fontsize=8)
-    return fig, axes

@@ -53,7 +53,8 @@ __all__ = [
     "attribute_groups", "short_name", "filter_by_certainty", "usable_attributes", "binary_bits",
     "auc_matrix", "mutual_information", "PermutationNull", "permutation_null", "alignment_summary",
     "top_attributes", "BitAttributeAnalysis", "analyse", "class_attributes", "class_shuffle_analysis",
-    "extreme_items", "attention_maps", "plot_association_heatmap", "plot_bit_gallery",
+    "extreme_items", "attention_maps", "gallery", "QueryAttributes", "query_attributes", "Study", "run_study",
+    "summary_table", "claim", "gallery_bit", "strongest_columns", "run_records",
 ]
 
 
@@ -517,84 +518,220 @@ def analyse(u, attributes, names: Sequence[str], valid=None, strata=None, n_perm
 
 
 # ------------------------------------------------------------------------------------ galleries
-def extreme_items(u, bit: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with the highest and the lowest relaxed value of `bit` (each `count`, most extreme first)."""
+def extreme_items(u, bit: int, count: int, labels=None, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with the highest and the lowest relaxed value of `bit` (each `count`, most extreme
+    first). With `labels` and `per_class`, at most `per_class` rows of one class on each side, so
+    a gallery shows what the bit does across classes rather than one class's images."""
     values = _np(u)[:, bit]
-    order = np.argsort(-values, kind="stable")
     count = min(count, len(values) // 2)
-    return order[:count].copy(), order[::-1][:count].copy()
+    order = np.argsort(-values, kind="stable")
+    if labels is None or per_class is None:
+        return order[:count].copy(), order[::-1][:count].copy()
+    labels = _np(labels)
+    chosen: list[list[int]] = []
+    for side in (order, order[::-1]):
+        taken, per = [], {}
+        for i in side:
+            c = labels[i].tobytes() if labels.ndim > 1 else labels[i]
+            if per.get(c, 0) < per_class and (not chosen or i not in chosen[0]):
+                taken.append(int(i))
+                per[c] = per.get(c, 0) + 1
+            if len(taken) == count:
+                break
+        chosen.append(taken)
+    return np.array(chosen[0], dtype=np.int64), np.array(chosen[1], dtype=np.int64)
 
 
 @torch.no_grad()
 def attention_maps(model, images: torch.Tensor) -> np.ndarray | None:
     """The part attention maps A (B×M×h×w) of an A²-Net model for a batch; None for `adsh`."""
+    from a2hlib.models import eval_mode
     if getattr(model, "num_parts", 0) == 0:
         return None
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    out = model.forward_all(images.to(device))["attention"].float().cpu().numpy()
-    model.train(was_training)
+    with eval_mode(model):
+        return model.forward_all(images.to(device))["attention"].float().cpu().numpy()
+
+
+def gallery(dataset, u, bit: int, present, attribute: str, class_names: Sequence[str], model=None,
+            count: int = 6, per_class: int = 1) -> dict:
+    """What `a2hlib.plotting.plot_bit_gallery` draws for one bit: the `count` query images with the
+    highest and the lowest relaxed value (at most `per_class` per class on each side), their u,
+    class names, whether the attribute is present, and the part attention maps (A²-Net models)."""
+    labels = dataset.targets.numpy()
+    high, low = extreme_items(u, bit, count, labels=labels if labels.ndim == 1 else None, per_class=per_class)
+    rows = np.concatenate([high, low])
+    images = torch.stack([dataset[int(i)][0] for i in rows])
+    classes = [class_names[int(labels[i])] if labels.ndim == 1 else "" for i in rows]
+    return {"bit": int(bit), "attribute": attribute, "rows": rows, "high": high, "low": low, "images": images,
+            "u": _np(u)[rows, bit], "present": _np(present).astype(bool)[rows], "classes": classes,
+            "classes_high": len(set(classes[:len(high)])), "classes_low": len(set(classes[len(high):])),
+            "attention": attention_maps(model, images) if model is not None else None}
+
+
+# -------------------------------------------------------------------------- the study of 05
+@dataclasses.dataclass
+class QueryAttributes:
+    """The attributes of the query images that the study uses (`query_attributes`)."""
+
+    present: np.ndarray               # n×A bool
+    valid: np.ndarray                 # n×A bool (certainty filter)
+    names: list[str]                  # A kept attribute names
+    labels: np.ndarray                # class ids (n,) or multi-hot (n, C)
+    nuisance_groups: list[str]        # groups that vary within classes (negative control)
+    scopes: dict[str, np.ndarray]     # scope name → bool over the A attributes
+    dropped: int                      # attributes dropped by `min_positives`
+
+    @property
+    def strata(self) -> np.ndarray | None:
+        """Class ids for the within-class measures (single-label data only)."""
+        return self.labels if self.labels.ndim == 1 else None
+
+
+def query_attributes(prepared, rows, labels, min_certainty: int = 3, min_positives: int = 5) -> QueryAttributes:
+    """Attributes of manifest `rows` (the query images) from `prepared.attributes()`, filtered by
+    certainty (`filter_by_certainty`), without attributes that have fewer than `min_positives`
+    valid positives or negatives (`usable_attributes`); scopes "all" and, when the dataset names
+    nuisance groups (`dataset.json` `nuisance_groups`), "class-determined" and "nuisance"."""
+    sidecar = prepared.attributes()
+    if sidecar is None:
+        raise FileNotFoundError(f"{prepared.root} has no attributes.npz: this study needs a dataset with attribute "
+                                "labels (the built-in 'synthetic' one, or CUB prepared with python -m data_prep)")
+    rows = np.asarray(rows)
+    present_all = sidecar["present"][rows].astype(bool)
+    valid_all = filter_by_certainty(present_all, sidecar["certainty"][rows], min_certainty)
+    keep = usable_attributes(present_all, valid_all, min_positives)
+    names = [n for n, k in zip(prepared.info["attribute_names"], keep) if k]
+    groups = attribute_groups(names)
+    nuisance_groups = list(prepared.info.get("nuisance_groups") or [])
+    nuisance = np.zeros(len(names), bool)
+    for g in nuisance_groups:
+        nuisance[groups.get(g, [])] = True
+    scopes = {"all": np.ones(len(names), bool)}
+    if nuisance.any():
+        scopes.update({"class-determined": ~nuisance, "nuisance": nuisance})
+    return QueryAttributes(present_all[:, keep], valid_all[:, keep], names, _np(labels), nuisance_groups, scopes,
+                           int((~keep).sum()))
+
+
+@dataclasses.dataclass
+class Study:
+    """Per (model, seed): the marginal, class-shuffle and within-class analyses, and one summary
+    row per (model, seed, scope) in `summaries` (`alignment_summary`'s keys)."""
+
+    marginal: dict
+    shuffled: dict
+    within: dict
+    summaries: "pd.DataFrame"
+
+
+def run_study(codes: dict, qa: QueryAttributes, n_permutations: int = 200, quantile: float = 0.99) -> Study:
+    """The three analyses of `notebooks/05_bit_attributes.ipynb` for every run: `codes` maps
+    (model, seed) → relaxed codes u of the query images (n×k)."""
+    import pandas as pd
+    marginal, shuffled, within, records = {}, {}, {}, []
+    for (model, seed), u in codes.items():
+        marginal[model, seed] = analyse(u, qa.present, qa.names, qa.valid, n_permutations=n_permutations, seed=seed)
+        measures = [("marginal", marginal[model, seed], qa.scopes)]
+        if qa.strata is not None:
+            shuffled[model, seed] = class_shuffle_analysis(u, qa.present, qa.labels, qa.names, qa.valid,
+                                                           n_permutations=n_permutations, seed=seed)
+            class_scope = "class-determined" if "class-determined" in qa.scopes else "all"
+            measures.append(("class shuffle", shuffled[model, seed], {class_scope: qa.scopes[class_scope]}))
+            within[model, seed] = analyse(u, qa.present, qa.names, qa.valid, strata=qa.strata,
+                                          n_permutations=n_permutations, seed=seed)
+            measures.append(("within class", within[model, seed], {"all": qa.scopes["all"]}))
+        for kind, result, scope_columns in measures:
+            for scope, columns in scope_columns.items():
+                summary = result.summary(columns, quantile)
+                if summary["attributes"]:
+                    records.append({"model": model, "seed": seed, "scope": f"{kind}, {scope}", **summary})
+    return Study(marginal, shuffled, within, pd.DataFrame(records))
+
+
+SUMMARY_COLUMNS = ("mi_best_above_chance", "bits_aligned", "attributes_captured", "attributes",
+                   "attributes_captured_by_chance", "auc_best_above_chance")
+
+
+def summary_table(summaries: "pd.DataFrame") -> "pd.DataFrame":
+    """Scope × model rows, "mean ± sd" over seeds (`a2hlib.stats.mean_sd`) of every summary column."""
+    from a2hlib.stats import mean_sd
+    digits = {"attributes": 0, "bits_aligned": 1, "attributes_captured": 1, "attributes_captured_by_chance": 1}
+    grouped = summaries.groupby(["scope", "model"], sort=False)
+    return grouped[list(SUMMARY_COLUMNS)].agg({c: (lambda v, d=digits.get(c, 4): mean_sd(v, d))
+                                               for c in SUMMARY_COLUMNS})
+
+
+def claim(summaries: "pd.DataFrame", models: Sequence[str], control: str = "adsh") -> tuple[list[str], dict[str, str]]:
+    """The claim "A²-Net's bits align with attributes more than ADSH's", decided from the numbers by
+    `a2hlib.stats` (unpaired over seeds): for each other model, its best-attribute MI above chance
+    against the control's, (a) over all images and attributes and (b) above the class-shuffle level;
+    then the negative control (attributes that vary within classes): how many are captured over
+    all seeds against the chance rate 1 − quantile (one-sided binomial test at 5 %).
+    Returns (sentences, verdicts)."""
+    from a2hlib.stats import compare, verdict
+    scopes = list(dict.fromkeys(summaries["scope"]))
+    comparisons = {"all images": ("marginal, all", "chance")}
+    for scope in ("class shuffle, class-determined", "class shuffle, all"):
+        if scope in scopes:
+            comparisons["beyond class"] = (scope, "the class-shuffle level")
+            break
+    values = {key: g["mi_best_above_chance"].to_numpy() for key, g in summaries.groupby(["scope", "model"])}
+    statements, verdicts = [], {}
+    for model in [m for m in models if m != control]:
+        for label, (scope, level) in comparisons.items():
+            a, b = values[scope, model], values[scope, control]
+            c = compare(a, b)
+            word = verdict(c, "higher")
+            verdicts[f"{model}, {label}"] = word
+            statements.append(f"{model} bits align with attributes more than {control}'s ({label}): {word} — "
+                              f"best-attribute MI above {level} {a.mean():.4f} vs {b.mean():.4f} bits, "
+                              f"{c.describe(4)}, {len(a)} vs {len(b)} seed(s).")
+    if "within class, all" in scopes:
+        from scipy.stats import binomtest
+        for model in models:
+            s = summaries[(summaries["scope"] == "within class, all") & (summaries["model"] == model)]
+            captured, total = int(s["attributes_captured"].sum()), int(s["attributes"].sum())
+            rate = 1 - float(s["quantile"].iloc[0])
+            p = binomtest(captured, total, rate, alternative="greater").pvalue if total else float("nan")
+            state = "above chance" if p < 0.05 else "at chance"
+            statements.append(f"{model}, attributes that vary within classes: captured {captured} of {total} "
+                              f"(attributes × seeds; chance rate {rate:.0%}, one-sided binomial p = {p:.3f}), "
+                              f"best-attribute MI above chance {s['mi_best_above_chance'].mean():.4f} bits: {state}.")
+    return statements, verdicts
+
+
+def gallery_bit(study: Study, model: str, seed: int, qa: QueryAttributes) -> tuple[int, int]:
+    """(bit, attribute column) to show for a run: the largest MI above the class-shuffle level
+    (what a bit says about attributes beyond telling classes apart), over the class-determined
+    attributes; the marginal analysis where there is no class-shuffle one (multi-label data)."""
+    if (model, seed) in study.shuffled:
+        columns = qa.scopes.get("class-determined", qa.scopes["all"])
+        return study.shuffled[model, seed].best_bit(columns)
+    return study.marginal[model, seed].best_bit()
+
+
+def strongest_columns(matrices: Iterable[np.ndarray], limit: int = 60) -> np.ndarray:
+    """Attribute columns to show in a heatmap: at most `limit` (CUB has 312), those with the largest
+    value in any of `matrices` (bits × attributes, e.g. MI above chance), in column order."""
+    best = np.nanmax(np.stack([np.nan_to_num(m, nan=-np.inf).max(0) for m in matrices]), 0)
+    cols = np.flatnonzero(np.isfinite(best))
+    return np.sort(cols[np.argsort(-best[cols], kind="stable")[:limit]])
+
+
+def run_records(study: Study, top: int = 3, folders: dict | None = None) -> dict[str, dict]:
+    """Per run ("model-s<seed>"): its folder (from `folders`, (model, seed) → path), the MI, AUC and
+    null-mean matrices of every analysis and the `top` attributes of each bit, for the results file
+    of 05 (NaN becomes null when written)."""
+    out = {}
+    for (model, seed), result in study.marginal.items():
+        entry = {"run": str((folders or {}).get((model, seed), "")), "mi": result.mi, "auc": result.auc, "mi_null_mean": result.null.cell_mean("mi"),
+                 "top_attributes": result.top_attributes(top=top).to_dict("records")}
+        if (model, seed) in study.shuffled:
+            entry.update(class_level_mi=study.shuffled[model, seed].mi,
+                         class_shuffle_mi_null_mean=study.shuffled[model, seed].null.cell_mean("mi"))
+        if (model, seed) in study.within:
+            entry.update(within_mi=study.within[model, seed].mi, within_auc=study.within[model, seed].auc,
+                         within_mi_null_mean=study.within[model, seed].null.cell_mean("mi"))
+        out[f"{model}-s{seed}"] = entry
     return out
-
-
-def plot_association_heatmap(matrix: np.ndarray, names: Sequence[str], ax=None, title: str = "",
-                             vmin: float | None = 0.0, vmax: float | None = None, cmap: str = "viridis",
-                             label: str = "MI above chance (bits)", cbar: bool = True):
-    """Seaborn heatmap of a bits × attributes matrix (NaN cells blank); returns (fig, ax)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    matrix = np.asarray(matrix, float)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * matrix.shape[1] + 2), max(2.5, 0.22 * matrix.shape[0] + 1)))
-    fig = ax.figure
-    sns.heatmap(matrix, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, cbar=cbar, mask=np.isnan(matrix),
-                xticklabels=[short_name(n) for n in names], yticklabels=list(range(matrix.shape[0])),
-                cbar_kws={"label": label} if cbar else None, linewidths=0)
-    ax.set(xlabel="attribute", ylabel="bit", title=title)
-    ax.tick_params(axis="x", labelsize=7, rotation=90)
-    ax.tick_params(axis="y", labelsize=7, rotation=0)
-    return fig, ax
-
-
-def plot_bit_gallery(dataset, u, bit: int, present, attribute: str, model=None, count: int = 6,
-                     size: float = 1.2, title: str = ""):
-    """For one bit: the `count` images with the highest and the lowest relaxed value (border green
-    when `present` is true for that image, red otherwise) and, for A²-Net models, the attention
-    map of every part on them (each map scaled to its own range). `title` prefixes the figure title.
-    Returns (fig, axes)."""
-    import matplotlib.pyplot as plt
-
-    from a2hlib import plotting
-    u = _np(u)
-    present = _np(present).astype(bool)
-    high, low = extreme_items(u, bit, count)
-    count = len(high)
-    images = torch.stack([dataset[int(i)][0] for i in np.concatenate([high, low])])
-    maps = attention_maps(model, images) if model is not None else None
-    parts = 0 if maps is None else maps.shape[1]
-    fig, axes = plt.subplots(1 + parts, 2 * count + 1, squeeze=False,
-                             figsize=(size * (2 * count + 1), size * 0.85 * (1.25 + parts)),
-                             gridspec_kw={"height_ratios": [1.25] + [1.0] * parts, "hspace": 0.05})
-    fig.subplots_adjust(top=1.0, bottom=0.0)
-    for r in range(1 + parts):
-        axes[r, count].axis("off")  # a blank column between the two halves
-    for half, idx in enumerate((high, low)):
-        first = half * (count + 1)
-        block = images[half * count:(half + 1) * count]
-        titles = [f"u {u[i, bit]:+.2f}" for i in idx]
-        borders = ["tab:green" if present[i] else "tab:red" for i in idx]
-        plotting.image_grid(list(block), titles, ncols=count, borders=borders,
-                            axes=axes[0:1, first:first + count])
-        for p in range(parts):
-            for c in range(count):
-                plotting.heatmap_overlay(block[c], maps[half * count + c, p], ax=axes[p + 1, first + c])
-            axes[p + 1, first].set_ylabel(f"part {p + 1}", fontsize=8)
-        axes[0, first].set_ylabel("image", fontsize=8)
-        axes[0, first].annotate("highest u" if half == 0 else "lowest u", (0, 1.45),
-                                xycoords="axes fraction", fontsize=9, weight="bold")
-    rate_hi, rate_lo = present[high].mean(), present[low].mean()
-    fig.suptitle(f"{title}bit {bit} ↔ {short_name(attribute)}: present in {rate_hi:.0%} of the highest, "
-                 f"{rate_lo:.0%} of the lowest (green border: present)", fontsize=9,
-                 y=1.0 + 0.6 / fig.get_figheight())  # above the "highest u" labels
-    return fig, axes

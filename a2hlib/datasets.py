@@ -16,6 +16,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -218,3 +219,95 @@ def build_dataset(source: PreparedDataset | str | os.PathLike, split: str | Sequ
     """A ManifestDataset over a prepared dataset folder with the train or the test transform."""
     t = train_transform(image_size, scale) if train else test_transform(image_size)
     return ManifestDataset(source, split, t, cache=cache, grayscale_to_rgb=grayscale_to_rgb)
+
+
+# ---------------------------------------------------------------------------------- mask geometry
+# Masks and boxes go through the same geometry as the images (the test transform), so that
+# attribution maps can be scored against them (`notebooks/04_simplicity_bias.ipynb`).
+def _test_geometry(width: float, height: float, image_size: int) -> tuple[float, float, int, int]:
+    """(x scale, y scale, crop left, crop top) of the test transform (Resize short side, CenterCrop),
+    computed as torchvision does."""
+    r = resize_size(image_size)
+    w, h = int(width), int(height)
+    short, long = min(w, h), max(w, h)
+    if short == r:
+        nw, nh = w, h
+    else:
+        ns, nl = r, int(r * long / short)
+        nw, nh = (ns, nl) if w <= h else (nl, ns)
+    left, top = int(round((nw - image_size) / 2.0)), int(round((nh - image_size) / 2.0))
+    return nw / w, nh / h, left, top
+
+
+def transform_mask(masks, image_size: int) -> np.ndarray:
+    """Masks (…×H×W, at the stored image's resolution) through the test transform: bilinear
+    (antialiased) resize of the short side to round(S·256/224), centre crop S, threshold 0.5."""
+    m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    lead, (h, w) = m.shape[:-2], m.shape[-2:]
+    sx, sy, left, top = _test_geometry(w, h, image_size)
+    nw, nh = int(round(w * sx)), int(round(h * sy))
+    t = torch.as_tensor(m.reshape(-1, 1, h, w).astype(np.float32))
+    if (nh, nw) != (h, w):
+        t = torch.nn.functional.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    t = t[..., top:top + image_size, left:left + image_size]
+    return (t >= 0.5).numpy().reshape(*lead, image_size, image_size)
+
+
+def box_mask(boxes, sizes, image_size: int) -> np.ndarray:
+    """N×S×S masks of bounding boxes (N×4: x, y, w, h in original pixels, CUB's bounding_boxes.txt)
+    of images of original `sizes` (N×2: width, height), after the test transform."""
+    boxes, sizes = np.atleast_2d(np.asarray(boxes, float)), np.atleast_2d(np.asarray(sizes, float))
+    c = np.arange(image_size) + 0.5
+    out = np.zeros((len(boxes), image_size, image_size), bool)
+    for i, ((x, y, bw, bh), (w, h)) in enumerate(zip(boxes, sizes)):
+        sx, sy, left, top = _test_geometry(w, h, image_size)
+        cols = (c >= x * sx - left) & (c < (x + bw) * sx - left)
+        rows = (c >= y * sy - top) & (c < (y + bh) * sy - top)
+        out[i] = rows[:, None] & cols[None, :]
+    return out
+
+
+def point_masks(xyv, sizes, image_size: int, radius: float) -> np.ndarray:
+    """N×P×S×S disks of `radius` output pixels around part locations (N×P×3: x, y, visible, in
+    original pixels; CUB's part_locs.txt) after the test transform; invisible parts are empty."""
+    xyv, sizes = np.asarray(xyv, float), np.atleast_2d(np.asarray(sizes, float))
+    c = np.arange(image_size) + 0.5
+    out = np.zeros((xyv.shape[0], xyv.shape[1], image_size, image_size), bool)
+    for i, (w, h) in enumerate(sizes):
+        sx, sy, left, top = _test_geometry(w, h, image_size)
+        for p, (x, y, v) in enumerate(xyv[i]):
+            if v > 0:
+                px, py = x * sx - left, y * sy - top
+                out[i, p] = (c[:, None] - py) ** 2 + (c[None, :] - px) ** 2 <= radius ** 2
+    return out
+
+
+def dataset_masks(prepared, rows, image_size: int, part_radius: float = 0.08) -> dict[str, Any] | None:
+    """Object, part and shortcut masks (after the test transform) of manifest `rows`:
+    from masks.npz (the built-in dataset) or else from the bounding boxes and part locations
+    (CUB; disks of radius part_radius·S). None when the dataset has neither.
+    Keys: object (n×S×S), parts (n×P×S×S) or None, part_names, shortcut or None, source."""
+    rows = np.asarray(rows)
+    names = prepared.info.get("part_names") or []
+    stored = prepared.masks()
+    if stored is not None and "object" in stored:
+        return {"object": transform_mask(stored["object"][rows], image_size),
+                "parts": transform_mask(stored["parts"][rows], image_size) if "parts" in stored else None,
+                "part_names": list(names),
+                "shortcut": transform_mask(stored["shortcut"][rows], image_size) if "shortcut" in stored else None,
+                "source": "masks.npz"}
+    frame = prepared.frame.iloc[rows]
+    if not {"bbox_x", "bbox_y", "bbox_w", "bbox_h"} <= set(frame.columns):
+        return None
+    from PIL import Image
+    sizes = []
+    for r in rows:
+        with Image.open(prepared.image_path(int(r))) as im:  # reads the header only
+            sizes.append(im.size)
+    out = {"object": box_mask(frame[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(float), sizes, image_size),
+           "parts": None, "part_names": list(names), "shortcut": None, "source": "bounding boxes"}
+    parts = prepared.parts()
+    if parts is not None:
+        out["parts"] = point_masks(parts["xyv"][rows], sizes, image_size, part_radius * image_size)
+        out["source"] = "bounding boxes + part locations"
+    return out

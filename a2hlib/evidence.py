@@ -14,10 +14,8 @@ per map (a numpy array of length B):
 
 The *mass* of a map is |attr| (`mode="abs"`, the default: evidence for and against both count as
 "the code looks here") or its positive part (`mode="positive"`: only evidence for the target).
-Masks: `transform_mask` brings masks stored at the image resolution (the built-in dataset's
-masks.npz) through the test transform (Resize + CenterCrop); `box_mask` and `point_masks` build
-an object box and part disks from CUB-style bounding boxes and part locations (original-image
-pixels); `dataset_masks` picks whichever a prepared dataset has.
+Masks come from `a2hlib.datasets.dataset_masks` (the built-in dataset's part masks, or CUB's boxes
+and part locations, through the same test transform as the images).
 """
 from __future__ import annotations
 
@@ -35,9 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["mass", "mask_share", "part_shares", "entropy", "gini", "area_for_mass", "concentration",
            "measures", "DeletionCurve", "deletion_curve", "bit_agreement_score", "map_score",
-           "model_stages", "randomize_model", "spearman_maps", "randomization_check", "transform_mask",
-           "box_mask", "point_masks", "dataset_masks", "summarize", "compare_seeds", "compare_paired",
-           "plot_by_model", "SHORTCUT_QUERIES", "ShortcutData", "shortcut_datasets"]
+           "model_stages", "randomize_model", "spearman_maps", "randomization_check"]
 
 
 # ------------------------------------------------------------------------------ mass and masks
@@ -195,12 +191,13 @@ def bit_agreement_score(model: nn.Module, images: torch.Tensor) -> Callable[[tor
     """score_fn for `deletion_curve`: per image, the share of bits of sign(u(x')) equal to those
     of the unmodified images (1 at fraction 0)."""
     from a2hlib.codes import binarize
-    model.eval()
-    with torch.no_grad():
+    from a2hlib.models import eval_mode
+    with torch.no_grad(), eval_mode(model):
         ref = binarize(model(images))
 
     def score(x: torch.Tensor) -> torch.Tensor:
-        return (binarize(model(x)) == ref).float().mean(1)
+        with eval_mode(model):
+            return (binarize(model(x)) == ref).float().mean(1)
     return score
 
 
@@ -209,10 +206,12 @@ def map_score(model: nn.Module, db_codes, query_labels, db_labels) -> Callable[[
     `db_codes` (e.g. the learned B, asymmetric protocol)."""
     from a2hlib import metrics
     from a2hlib.codes import binarize
-    model.eval()
+    from a2hlib.models import eval_mode
 
     def score(x: torch.Tensor) -> float:
-        return metrics.mean_average_precision(binarize(model(x)).cpu(), db_codes, query_labels, db_labels)
+        with eval_mode(model):
+            codes = binarize(model(x)).cpu()
+        return metrics.mean_average_precision(codes, db_codes, query_labels, db_labels)
     return score
 
 
@@ -296,189 +295,6 @@ def randomization_check(model: nn.Module, make_target: Callable[[nn.Module], nn.
             r = attribute(method, make_target(randomize_model(model, names[:i + 1], seed)), images, **attribute_kwargs)
             out["cascade"].append((names[i], float(np.nanmean(spearman_maps(maps, r)))))
     return out
-
-
-# ------------------------------------------------------------------------------- mask geometry
-def _test_geometry(width: float, height: float, image_size: int) -> tuple[float, float, int, int]:
-    """(x scale, y scale, crop left, crop top) of the test transform (Resize short side, CenterCrop),
-    computed as torchvision does."""
-    from a2hlib.datasets import resize_size
-    r = resize_size(image_size)
-    w, h = int(width), int(height)
-    short, long = min(w, h), max(w, h)
-    if short == r:
-        nw, nh = w, h
-    else:
-        ns, nl = r, int(r * long / short)
-        nw, nh = (ns, nl) if w <= h else (nl, ns)
-    left, top = int(round((nw - image_size) / 2.0)), int(round((nh - image_size) / 2.0))
-    return nw / w, nh / h, left, top
-
-
-def transform_mask(masks, image_size: int) -> np.ndarray:
-    """Masks (…×H×W, at the stored image's resolution) through the test transform: bilinear
-    (antialiased) resize of the short side to round(S·256/224), centre crop S, threshold 0.5."""
-    m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    lead, (h, w) = m.shape[:-2], m.shape[-2:]
-    sx, sy, left, top = _test_geometry(w, h, image_size)
-    nw, nh = int(round(w * sx)), int(round(h * sy))
-    t = torch.as_tensor(m.reshape(-1, 1, h, w).astype(np.float32))
-    if (nh, nw) != (h, w):
-        t = nn.functional.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    t = t[..., top:top + image_size, left:left + image_size]
-    return (t >= 0.5).numpy().reshape(*lead, image_size, image_size)
-
-
-def box_mask(boxes, sizes, image_size: int) -> np.ndarray:
-    """N×S×S masks of bounding boxes (N×4: x, y, w, h in original pixels, CUB's bounding_boxes.txt)
-    of images of original `sizes` (N×2: width, height), after the test transform."""
-    boxes, sizes = np.atleast_2d(np.asarray(boxes, float)), np.atleast_2d(np.asarray(sizes, float))
-    c = np.arange(image_size) + 0.5
-    out = np.zeros((len(boxes), image_size, image_size), bool)
-    for i, ((x, y, bw, bh), (w, h)) in enumerate(zip(boxes, sizes)):
-        sx, sy, left, top = _test_geometry(w, h, image_size)
-        cols = (c >= x * sx - left) & (c < (x + bw) * sx - left)
-        rows = (c >= y * sy - top) & (c < (y + bh) * sy - top)
-        out[i] = rows[:, None] & cols[None, :]
-    return out
-
-
-def point_masks(xyv, sizes, image_size: int, radius: float) -> np.ndarray:
-    """N×P×S×S disks of `radius` output pixels around part locations (N×P×3: x, y, visible, in
-    original pixels; CUB's part_locs.txt) after the test transform; invisible parts are empty."""
-    xyv, sizes = np.asarray(xyv, float), np.atleast_2d(np.asarray(sizes, float))
-    c = np.arange(image_size) + 0.5
-    out = np.zeros((xyv.shape[0], xyv.shape[1], image_size, image_size), bool)
-    for i, (w, h) in enumerate(sizes):
-        sx, sy, left, top = _test_geometry(w, h, image_size)
-        for p, (x, y, v) in enumerate(xyv[i]):
-            if v > 0:
-                px, py = x * sx - left, y * sy - top
-                out[i, p] = (c[:, None] - py) ** 2 + (c[None, :] - px) ** 2 <= radius ** 2
-    return out
-
-
-def dataset_masks(prepared, rows, image_size: int, part_radius: float = 0.08) -> dict[str, Any] | None:
-    """Object, part and shortcut masks (after the test transform) of manifest `rows`:
-    from masks.npz (the built-in dataset) or else from the bounding boxes and part locations
-    (CUB; disks of radius part_radius·S). None when the dataset has neither.
-    Keys: object (n×S×S), parts (n×P×S×S) or None, part_names, shortcut or None, source."""
-    rows = np.asarray(rows)
-    names = prepared.info.get("part_names") or []
-    stored = prepared.masks()
-    if stored is not None and "object" in stored:
-        return {"object": transform_mask(stored["object"][rows], image_size),
-                "parts": transform_mask(stored["parts"][rows], image_size) if "parts" in stored else None,
-                "part_names": list(names),
-                "shortcut": transform_mask(stored["shortcut"][rows], image_size) if "shortcut" in stored else None,
-                "source": "masks.npz"}
-    frame = prepared.frame.iloc[rows]
-    if not {"bbox_x", "bbox_y", "bbox_w", "bbox_h"} <= set(frame.columns):
-        return None
-    from PIL import Image
-    sizes = []
-    for r in rows:
-        with Image.open(prepared.image_path(int(r))) as im:  # reads the header only
-            sizes.append(im.size)
-    out = {"object": box_mask(frame[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(float), sizes, image_size),
-           "parts": None, "part_names": list(names), "shortcut": None, "source": "bounding boxes"}
-    parts = prepared.parts()
-    if parts is not None:
-        out["parts"] = point_masks(parts["xyv"][rows], sizes, image_size, part_radius * image_size)
-        out["source"] = "bounding boxes + part locations"
-    return out
-
-
-# ------------------------------------------------------------------------------------ summaries
-def summarize(values: dict[str, Sequence[float]]) -> dict[str, dict[str, float]]:
-    """name → {mean, sd, n} over its finite values (sd with ddof=1; 0 for one value)."""
-    out = {}
-    for name, v in values.items():
-        v = np.asarray(v, float)
-        v = v[np.isfinite(v)]
-        out[name] = {"mean": float(v.mean()) if len(v) else float("nan"),
-                     "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
-    return out
-
-
-def compare_seeds(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """mean(a) − mean(b) over seeds, the spread (the larger of the two sds) and whether the gap
-    exceeds it (`beyond`; None with fewer than two seeds on either side: no spread to compare)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(np.nanmean(a) - np.nanmean(b))
-    if min(len(a), len(b)) < 2:
-        return {"diff": diff, "spread": None, "beyond": None}
-    spread = float(max(np.nanstd(a, ddof=1), np.nanstd(b, ddof=1)))
-    return {"diff": diff, "spread": spread, "beyond": bool(abs(diff) > spread)}
-
-
-def compare_paired(a: Sequence[float], b: Sequence[float], z: float = 2.0) -> dict[str, Any]:
-    """Per-item differences a − b on the same images: mean, standard error, and `beyond` =
-    |mean| > z·s.e. (the spread for one seed per model)."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    d = d[np.isfinite(d)]
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    mean = float(d.mean()) if len(d) else float("nan")
-    return {"diff": mean, "spread": se, "beyond": bool(abs(mean) > z * se) if len(d) > 1 else None}
-
-
-def plot_by_model(values: dict[str, Sequence[float]], ax=None, ylabel: str = "", title: str = ""):
-    """One column per model: a bar at the mean, an error bar of ± sd and a dot per seed. (fig, ax)."""
-    from a2hlib.plotting import _axes
-    fig, ax = _axes(ax, (3.2, 3))
-    for i, (name, v) in enumerate(values.items()):
-        v = np.asarray(v, float)
-        ax.bar(i, np.nanmean(v), color=f"C{i}", alpha=0.45, width=0.6)
-        if len(v) > 1:
-            ax.errorbar(i, np.nanmean(v), yerr=np.nanstd(v, ddof=1), color="k", capsize=4, lw=1)
-        ax.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, color=f"C{i}", s=14, zorder=3,
-                   edgecolor="k", linewidth=0.4)
-    ax.set_xticks(range(len(values)), list(values))
-    ax.set(ylabel=ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    return fig, ax
-
-
-# ------------------------------------------------------------------------ planted shortcut
-SHORTCUT_QUERIES = ("same", "random", "absent")
-
-
-@dataclasses.dataclass
-class ShortcutData:
-    """The built-in dataset with a planted shortcut (see `a2hlib.synthetic`): a training database
-    whose cue agrees with the label at rate `strength`, and the *same* query images three times,
-    identical outside the cue patch: cue showing the query's class ("same"), a random class
-    ("random") or no cue ("absent"). Masks are after the test transform."""
-
-    strength: float
-    database: Any                        # ArrayDataset, train transform
-    queries: dict[str, Any]              # mode → ArrayDataset, test transform
-    shortcut_masks: dict[str, np.ndarray]  # mode → n×S×S
-    object_masks: np.ndarray             # n×S×S (identical in every mode)
-    part_masks: np.ndarray               # n×P×S×S
-    part_names: list[str]
-
-
-def shortcut_datasets(strength: float, image_size: int, preset: str = "default",
-                      crop_scale: tuple[float, float] = (0.6, 1.0), **overrides) -> ShortcutData:
-    """Generate (cached) the planted-shortcut data at `image_size` px (`synthetic.load(preset, ...)`)."""
-    from a2hlib import synthetic
-    from a2hlib.datasets import ArrayDataset, test_transform, train_transform
-    kw = dict(shortcut_strength=strength, image_size=image_size, **overrides)
-    sets = {q: synthetic.load(preset, shortcut_query=q, **kw) for q in SHORTCUT_QUERIES}
-    db = sets["same"].subset("database")
-    database = ArrayDataset(db.images, torch.as_tensor(db.labels), train_transform(image_size, crop_scale))
-    queries, masks = {}, {}
-    for q, data in sets.items():
-        part = data.subset("query")
-        queries[q] = ArrayDataset(part.images, torch.as_tensor(part.labels), test_transform(image_size),
-                                  num_classes=data.num_classes)
-        masks[q] = transform_mask(part.shortcut_masks, image_size)
-    absent = sets["absent"].subset("query")
-    return ShortcutData(strength, database, queries, masks, transform_mask(absent.object_masks, image_size),
-                        transform_mask(absent.part_masks, image_size), list(absent.part_names))
 
 
 def measures(attr, object_mask=None, part_masks=None, part_names: Sequence[str] | None = None,

@@ -564,3 +564,14 @@ def precision_within_radius(query_codes, db_codes, query_labels, db_labels, radi
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
     prec, _ = precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels)
     return float(prec[min(int(radius), len(prec) - 1)])
+
+
+def relevance(query_labels, db_labels) -> np.ndarray:
+    """Boolean m×n matrix: database item j is relevant to query i (same class id, or for multi-hot
+    labels at least one shared label). The rule every metric here uses; for small m·n (plots)."""
+    ql, dl = np.asarray(query_labels), np.asarray(db_labels)
+    if ql.ndim == 1 and dl.ndim == 1:
+        return ql[:, None] == dl[None, :]
+    if ql.ndim == 2 and dl.ndim == 2:
+        return (ql.astype(np.float64) @ dl.astype(np.float64).T) > 0
+    raise ValueError(f"labels must both be class ids (n,) or both multi-hot (n, C), got {ql.shape} and {dl.shape}")

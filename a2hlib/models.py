@@ -16,6 +16,7 @@ analyses need (the generated image Î when `with_image`, by default in train mod
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -28,6 +29,19 @@ from a2hlib.backbones import build_backbone
 
 log = logging.getLogger(__name__)
 VARIANTS = ("adsh", "a2net", "a2netpp")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Put `model` in eval mode for the block and restore the mode of each of its modules
+    afterwards (analyses must not change the mode of a model they are given)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def attention_stack(channels: int, num_parts: int) -> nn.Sequential:

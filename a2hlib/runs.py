@@ -8,6 +8,7 @@ helpers, so a notebook can train what is missing (`ensure_run`) and reuse what i
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pathlib
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from importlib import metadata
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -149,3 +150,30 @@ def ensure_run(runs_dir: str | os.PathLike, dataset: str, model: str, code_lengt
                                      cache=True)
         train_or_resume(cfg, database, folder, progress=progress)
     return folder
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished run, loaded: the model (eval mode, on its device), database codes B, its config
+    and folder."""
+
+    model: Any
+    B: torch.Tensor
+    config: TrainConfig
+    folder: pathlib.Path
+
+
+def trained_runs(runs_dir: str | os.PathLike, dataset: str, models: Sequence[str], seeds: Sequence[int],
+                 code_length: int, *, config: str = "cpu", overrides: dict[str, Any] | None = None,
+                 data_dir: str | os.PathLike = "", smoke: bool = False, tag: str = "", database=None,
+                 device: str | torch.device = "cpu") -> dict[tuple[str, int], TrainedRun]:
+    """Every (model, seed) run at `code_length`, trained first where missing (`ensure_run`, which
+    takes the other arguments), loaded (`load_run`): what the analyses of 04 and 05 compare."""
+    out = {}
+    for model in models:
+        for seed in seeds:
+            folder = ensure_run(runs_dir, dataset, model, code_length, seed, config=config, overrides=overrides,
+                                data_dir=data_dir, smoke=smoke, tag=tag, database=database)
+            net, B, cfg = load_run(folder)
+            out[model, seed] = TrainedRun(net.to(device), B, cfg, folder)
+    return out

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SyntheticConfig", "SyntheticData", "PRESETS", "PART_NAMES", "ATTRIBUTE_VALUES",
     "NUISANCE_GROUPS", "FINE_GROUPS", "COARSE_GROUPS", "class_definitions", "attribute_names",
-    "generate", "load", "write_to_disk", "shortcut_colors",
+    "generate", "load", "write_to_disk", "shortcut_colors", "SHORTCUT_QUERIES", "ShortcutData",
+    "shortcut_datasets", "shortcut_tag",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -693,3 +694,56 @@ def write_to_disk(data: SyntheticData, out_dir: str | os.PathLike, name: str = "
                   "masks": {"object": data.object_masks, "parts": data.part_masks,
                             "shortcut": data.shortcut_masks}}
         return manifest.write_dataset(out, frame, info, arrays, image_dir=tmp)
+
+
+# ------------------------------------------------------------------------ planted shortcut
+SHORTCUT_QUERIES = ("same", "random", "absent")
+
+
+@dataclasses.dataclass
+class ShortcutData:
+    """The built-in dataset with a planted shortcut (see `a2hlib.synthetic`): a training database
+    whose cue agrees with the label at rate `strength`, and the *same* query images three times,
+    identical outside the cue patch: cue showing the query's class ("same"), a random class
+    ("random") or no cue ("absent"). Masks are after the test transform."""
+
+    strength: float
+    database: Any                        # a2hlib.datasets.ArrayDataset, train transform
+    queries: dict[str, Any]              # mode → ArrayDataset, test transform
+    shortcut_masks: dict[str, np.ndarray]  # mode → n×S×S
+    object_masks: np.ndarray             # n×S×S (identical in every mode)
+    part_masks: np.ndarray               # n×P×S×S
+    part_names: list[str]
+
+
+def shortcut_tag(strength: float, overrides: dict[str, Any] | None = None) -> str:
+    """Run-folder tag of planted-shortcut runs: `shortcut-p90` for strength 0.9, plus a short hash of
+    any training overrides (another schedule gets its own run folders)."""
+    import hashlib
+    import json
+    tag = f"shortcut-p{round(100 * strength)}"
+    if overrides:
+        tag += "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:6]
+    return tag
+
+
+def shortcut_datasets(strength: float, image_size: int, preset: str = "default",
+                      crop_scale: tuple[float, float] = (0.6, 1.0), **overrides) -> ShortcutData:
+    """Generate (cached) the planted-shortcut data at `image_size` px (`load(preset, ...)`), as torch
+    datasets; used by `notebooks/04_simplicity_bias.ipynb`."""
+    import torch
+
+    from a2hlib.datasets import ArrayDataset, test_transform, train_transform, transform_mask
+    kw = dict(shortcut_strength=strength, image_size=image_size, **overrides)
+    sets = {q: load(preset, shortcut_query=q, **kw) for q in SHORTCUT_QUERIES}
+    db = sets["same"].subset("database")
+    database = ArrayDataset(db.images, torch.as_tensor(db.labels), train_transform(image_size, crop_scale))
+    queries, masks = {}, {}
+    for q, data in sets.items():
+        part = data.subset("query")
+        queries[q] = ArrayDataset(part.images, torch.as_tensor(part.labels), test_transform(image_size),
+                                  num_classes=data.num_classes)
+        masks[q] = transform_mask(part.shortcut_masks, image_size)
+    absent = sets["absent"].subset("query")
+    return ShortcutData(strength, database, queries, masks, transform_mask(absent.object_masks, image_size),
+                        transform_mask(absent.part_masks, image_size), list(absent.part_names))

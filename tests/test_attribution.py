@@ -149,16 +149,3 @@ def test_class_mean_codes_and_errors(models, images):
         A.attribute("ig", A.BitTarget(models["adsh"], 0), images, reduce="max", n_steps=2)
     with pytest.raises(TypeError, match="n_step"):
         A.attribute("ig", A.BitTarget(models["adsh"], 0), images, n_step=2)  # a typo is not ignored
-
-
-def test_plot_helpers_return_figure_and_accept_axes(images):
-    import matplotlib.pyplot as plt
-    maps = torch.rand(3, SIZE, SIZE)
-    fig, ax = A.plot_attribution(images[0], maps[0], mask=maps[0] > 0.5, box=(2, 2, 4, 4), title="t")
-    assert ax.figure is fig
-    fig2, axes = plt.subplots(1, 2)
-    f, a = A.plot_attribution(images[1], maps[1].numpy(), ax=axes[1])
-    assert f is fig2 and a is axes[1]
-    fig3, grid = A.plot_attribution_grid(images, {"a": maps, "b": maps}, masks=maps > 0.5)
-    assert grid.shape == (3, 3)
-    plt.close("all")

@@ -104,3 +104,14 @@ def test_cuda_bf16_forward_matches_fp32():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         low = model(x).float()
     assert torch.allclose(low, model(x), atol=0.05)
+
+
+def test_eval_mode_restores_every_module():
+    from a2hlib.models import eval_mode
+    model = build_model("a2net", 8, num_parts=2, image_size=SIZE).train()
+    model.attention.eval()  # a mixed state must come back as it was
+    wrapper = torch.nn.Sequential(model)
+    with eval_mode(wrapper):
+        assert not any(m.training for m in wrapper.modules())
+    assert wrapper.training and model.training and not model.attention.training
+    assert all(m.training for m in model.stem.modules())
