@@ -52,13 +52,13 @@ SIDECARS: dict[str, dict[str, tuple[type, int]]] = {
 REQUIRED_SIDECAR_KEYS = {"attributes": ("present", "certainty"), "parts": ("xyv",), "masks": ()}
 INFO_DEFAULTS: dict[str, Any] = {
     "format_version": FORMAT_VERSION, "image_root": ".", "official_counts": None,
-    "count_differences": [], "attribute_names": None, "part_names": None, "skipped": [],
-    "skipped_count": 0, "created_by": "a2hlib.manifest.write_dataset", "seed": None,
+    "count_differences": [], "warnings": [], "attribute_names": None, "part_names": None,
+    "skipped": [], "skipped_count": 0, "created_by": "a2hlib.manifest.write_dataset", "seed": None,
 }
 REQUIRED_INFO = ("name", "num_classes", "class_names", "multi_label")
 INFO_ORDER = ("name", "format_version", "image_root", "num_classes", "class_names", "multi_label",
-              "counts", "official_counts", "count_differences", "attribute_names", "part_names",
-              "skipped", "skipped_count", "created_by", "seed")
+              "counts", "official_counts", "count_differences", "warnings", "attribute_names",
+              "part_names", "skipped", "skipped_count", "created_by", "seed")
 _READ_TODO = "re-create the dataset with `python -m data_prep <name> --root RAW --out DIR`"
 _WRITE_TODO = "fix the rows/metadata passed to write_dataset"
 _BAD_COMPONENT = re.compile(r"(?:^|/)\.\.(?:/|$)")
@@ -126,6 +126,10 @@ def _check_info(info: Mapping, file, todo: str) -> None:
         if v is not None and (not isinstance(v, (list, tuple))
                               or not all(isinstance(s, str) for s in v)):
             raise DatasetError(f"{key} must be null or a list of strings", todo, file=file)
+    for key in ("count_differences", "warnings"):
+        v = info.get(key)
+        if not isinstance(v, (list, tuple)) or not all(isinstance(s, str) for s in v):
+            raise DatasetError(f"{key} must be a list of strings, got {v!r}", todo, file=file)
     if info.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise DatasetError(f"format_version {info.get('format_version')!r} is not supported "
                            f"(this a2hlib reads version {FORMAT_VERSION})", todo, file=file)

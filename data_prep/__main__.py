@@ -6,8 +6,10 @@ import pathlib
 import sys
 import textwrap
 
+from a2hlib.fileio import DiskFullError
 from a2hlib.manifest import DatasetError
 from data_prep import PREPARERS, load
+from data_prep.common import as_disk_full
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -24,7 +26,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="seed of every random choice of the preparer (default 0)")
     g.add_argument("--no-verify", dest="verify", action="store_const", const="off", default="fast",
                    help="only check that images exist (default: open each with PIL and verify it; "
-                        "JPEGs must have their end marker)")
+                        "JPEGs must have their end marker), and accept raw files whose checksum "
+                        "differs from the official one (recorded in dataset.json)")
     g.add_argument("--full-verify", dest="verify", action="store_const", const="full",
                    help="decode every image completely (slow, catches every corrupt file)")
     g.add_argument("--limit", type=int, default=None, metavar="N",
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # e.g. no permission to write --out, disk full
+        full = as_disk_full(err, err.filename or args.out)
+        if isinstance(full, DiskFullError):  # its message names the file and what to do
+            print(f"error: {full.strerror}", file=sys.stderr)
+            return 1
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err} — check the path, its permissions and the free "
               "disk space", file=sys.stderr)

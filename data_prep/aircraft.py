@@ -35,7 +35,7 @@ def prepare(args) -> pathlib.Path:
                             ["data", "fgvc-aircraft-2013b/data"], DOWNLOAD)
     problems = common.Problems(args.skip_bad)
     f_variants = common.require(base / "variants.txt", DOWNLOAD)
-    class_names = [text.strip() for _, text in common.iter_lines(f_variants)]
+    class_names = [text.strip() for _, text in common.iter_lines(f_variants, empty_ok=False)]
     label_of = {name: k for k, name in enumerate(class_names)}
     records = []
     sources = {"database": base / "images_variant_trainval.txt",

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-import pickle
 
 import numpy as np
 
 from data_prep import common
 
 DOWNLOAD = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = DOWNLOAD.rsplit("/", 1)[-1]
 BATCHES = {"data_batch_1": "c99cafc152244af753f735de768cd75f",
            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
@@ -26,12 +26,15 @@ Download: {DOWNLOAD}
   cifar-10-python.tar.gz  md5 c58f30108f718f92721af3b95e74349a  (163 MB)
 --root: cifar-10-batches-py/ or the folder the archive was extracted into.
 
-Files read (cifar-10-batches-py/, Python pickles: only unpickle files you downloaded yourself):
+Files read (cifar-10-batches-py/, Python pickles):
   data_batch_1 .. data_batch_5, test_batch   dicts with b'data' (N×3072 uint8, RGB planes),
                                              b'labels' (N ints), b'filenames'
   batches.meta                               b'label_names' (10 names)
   md5: {', '.join(f'{k} {v}' for k, v in BATCHES.items())}, batches.meta {META_MD5}
-  (a different checksum is a warning, recorded in dataset.json 'checksum_differences')
+  Each file's md5 is checked before it is read: a different checksum is an error; with
+  --no-verify (a copy you trust, e.g. re-pickled) it is a warning, recorded in dataset.json
+  'checksum_differences'. Either way the pickles are read with a restricted unpickler that only
+  rebuilds plain containers and numpy arrays, so a crafted file is refused without running code.
 Protocol (ADSH_PyTorch / SEMICON lineage, not the official 50,000/10,000 split): the 60,000 images
 of all six batches are pooled; for each class, --query-per-class (100) of its images are drawn
 without replacement (numpy default_rng(--seed), classes in order 0..9) as queries; the other 59,000
@@ -48,45 +51,66 @@ def add_arguments(parser) -> None:
                         help="query images drawn per class (default 100)")
 
 
-def _unpickle(path: pathlib.Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
-    except Exception as err:  # truncated or not a pickle
-        raise common.DatasetError(f"cannot unpickle ({type(err).__name__}: {err})",
-                                  f"re-extract {DOWNLOAD.rsplit('/', 1)[-1]}", file=path) from None
+def _read(path: pathlib.Path, want: str, args, differences: list[str]) -> dict:
+    """The dict pickled in `path`, after checking its md5 against `want` (a mismatch is an error,
+    or with --no-verify an entry of `differences`); unpickled without running code from it."""
+    raw = common.require(path, DOWNLOAD).read_bytes()
+    got = hashlib.md5(raw).hexdigest()
+    if got != want:
+        if args.verify != "off":
+            raise common.DatasetError(
+                f"md5 {got} differs from the official {want} (a damaged or altered file)",
+                f"re-download {ARCHIVE} and extract it again; for a copy you trust, re-run with "
+                "--no-verify (the difference is then recorded in dataset.json "
+                "'checksum_differences')", file=path)
+        differences.append(path.name)
+    d = common.load_pickle(raw, path, f"re-extract {ARCHIVE}")
+    if not isinstance(d, dict):
+        raise common.DatasetError(f"holds a {type(d).__name__}, not the dict of a CIFAR-10 file",
+                                  f"re-extract {ARCHIVE}", file=path)
+    return d
 
 
-def _md5(path: pathlib.Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def _is_batch(data, labels, files) -> bool:
+    """Whether the values of a batch dict have the CIFAR-10 layout (`files` may be None)."""
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3072:
+        return False
+    if isinstance(labels, np.ndarray):
+        ints = labels.ndim == 1 and labels.dtype.kind in "iu"
+    else:
+        ints = isinstance(labels, list) and all(type(v) is int for v in labels)
+    names = files is None or (isinstance(files, list)
+                              and all(isinstance(f, (bytes, str)) for f in files))
+    return ints and names and len(labels) == len(data) \
+        and (files is None or len(files) == len(data))
 
 
 def prepare(args) -> pathlib.Path:
     base = common.find_base(args.root, "batches.meta", ["cifar-10-batches-py"], DOWNLOAD)
     problems = common.Problems(args.skip_bad)
-    meta_file = common.require(base / "batches.meta", DOWNLOAD)
-    names = [n.decode() if isinstance(n, bytes) else str(n)
-             for n in _unpickle(meta_file).get(b"label_names", [])]
-    if not names:
-        raise common.DatasetError("no b'label_names' in the pickle", f"re-extract it ({DOWNLOAD})",
-                                  file=meta_file)
-    checksum_diffs = [] if _md5(meta_file) == META_MD5 else ["batches.meta"]
+    meta_file = base / "batches.meta"
+    checksum_diffs: list[str] = []
+    label_names = _read(meta_file, META_MD5, args, checksum_diffs).get(b"label_names")
+    names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n
+             for n in label_names] if isinstance(label_names, list) else []
+    if not names or not all(isinstance(n, str) for n in names):
+        raise common.DatasetError("no b'label_names' list of names in the pickle",
+                                  f"re-extract it ({DOWNLOAD})", file=meta_file)
     blocks, labels, ids, where = [], [], [], []
     for batch, md5 in BATCHES.items():
-        path = common.require(base / batch, DOWNLOAD)
-        if _md5(path) != md5:
-            checksum_diffs.append(batch)
-        d = _unpickle(path)
+        path = base / batch
+        d = _read(path, md5, args, checksum_diffs)
         data, lab, files = d.get(b"data"), d.get(b"labels"), d.get(b"filenames")
-        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 \
-                or lab is None or len(lab) != len(data) \
-                or (files is not None and len(files) != len(data)):
-            raise common.DatasetError("not a CIFAR-10 batch (b'data' N×3072 uint8, b'labels' N)",
-                                      f"re-extract it ({DOWNLOAD})", file=path)
-        blocks.append(data.astype(np.uint8, copy=False))
+        if not _is_batch(data, lab, files):
+            raise common.DatasetError("not a CIFAR-10 batch (b'data' N×3072 uint8, b'labels' N "
+                                      "ints, b'filenames' N names)", f"re-extract it ({DOWNLOAD})",
+                                      file=path)
+        blocks.append(data)
         for k in range(len(data)):
             labels.append(int(lab[k]))
-            fname = files[k].decode() if files is not None else str(k)
+            fname = str(k) if files is None else files[k]
+            fname = fname.decode("utf-8", "replace") if isinstance(fname, bytes) else fname
             ids.append(f"{batch}/{fname}")
             where.append((str(path), k + 1))
     if checksum_diffs:

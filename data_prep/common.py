@@ -2,16 +2,23 @@
 safety, image verification, count checks, bad-entry handling and the final write.
 
 A preparer module parses its raw layout into `Record`s (one per image, remembering the list file
-and line it came from), then calls `verify_images` and `finish`. Bad entries go through
-`Problems.bad`: an error at the first one, or with --skip-bad a note in dataset.json `skipped`.
+and line it came from), then calls `verify_images` (images that exist, open, stay inside the root
+and are listed once) and `finish`. Bad entries go through `Problems.bad`: an error at the first
+one, or with --skip-bad a note in dataset.json `skipped`. Pickled raw files are read with
+`load_pickle`, which runs no code from them.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
 import concurrent.futures
 import dataclasses
+import errno
+import importlib
+import io
 import os
 import pathlib
+import pickle
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -19,13 +26,19 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from a2hlib.fileio import DiskFullError, disk_full_message
 from a2hlib.manifest import DatasetError, carve_val, write_dataset
 
 FIX_LINE = "fix or delete the line, or re-run with --skip-bad to leave it out"
 FIX_IMAGE = ("restore the image (re-extract the archive), or re-run with --skip-bad to leave "
              "it out")
+FIX_LINK = ("put the file itself inside the dataset folder instead of a link to it, or re-run with "
+            "--skip-bad to leave it out")
 MAX_SKIPPED_LISTED = 1000  # dataset.json lists at most this many skipped entries (all are counted)
+MAX_CLASSES_NAMED = 10     # a warning about classes names at most this many of them
 VERIFY_THREADS = 8
+# Which copy of an image listed in two splits is kept (--skip-bad): the training side first.
+SPLIT_PRIORITY = {"database": 0, "val": 1, "query": 2}
 
 
 @dataclasses.dataclass
@@ -93,27 +106,33 @@ def require(path: pathlib.Path, download: str) -> pathlib.Path:
     return path
 
 
-def iter_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without the newline) of every non-blank line."""
-    lineno = 0
+def iter_lines(path: pathlib.Path, *, empty_ok: bool = True) -> Iterator[tuple[int, str]]:
+    """(line number, text without the newline) of every non-blank line. `empty_ok=False`: a file
+    without any non-blank line is an error naming it (rather than a puzzle further on)."""
+    lineno, found = 0, False
     try:
         with open(path, encoding="utf-8-sig", newline=None) as fh:
             for lineno, text in enumerate(fh, 1):
                 text = text.rstrip("\r\n")
                 if text.strip():
+                    found = True
                     yield lineno, text
     except UnicodeDecodeError as err:
         raise DatasetError(f"not UTF-8 text ({err.reason})",
                            "restore the file from the original download", file=path,
                            line=lineno + 1) from None
+    if not found and not empty_ok:
+        raise DatasetError("the file is empty (no line with an entry)",
+                           "restore it from the original download", file=path)
 
 
 def iter_fields(path: pathlib.Path, n: int, problems: Problems, *, rest: bool = False,
-                exact: bool = True) -> Iterator[tuple[int, list[str]]]:
+                exact: bool = True, empty_ok: bool = True) -> Iterator[tuple[int, list[str]]]:
     """Lines split on whitespace into `n` fields. `rest=True`: the last field keeps its spaces
     ("id name with spaces"). `exact=False`: extra fields are ignored (CUB's malformed attribute
-    lines). Lines with too few (or, with exact, too many) fields are bad entries."""
-    for lineno, text in iter_lines(path):
+    lines). Lines with too few (or, with exact, too many) fields are bad entries. `empty_ok` as
+    in `iter_lines`."""
+    for lineno, text in iter_lines(path, empty_ok=empty_ok):
         fields = text.split(None, n - 1) if rest else text.split()
         if len(fields) < n or (exact and not rest and len(fields) > n):
             problems.bad(path, lineno, f"expected {n} fields, got {len(fields)}: {text.strip()!r}")
@@ -139,9 +158,9 @@ def to_float(text: str) -> float | None:
 def read_id_table(path: pathlib.Path, problems: Problems, parse: Callable[[list[str]], object],
                   n: int, *, rest: bool = False, what: str = "value") -> dict[str, tuple[int, object]]:
     """`<id> <fields...>` lines -> {id: (line, parse(fields))}. `parse` returns None for a bad
-    value; duplicate ids are bad entries too."""
+    value; duplicate ids are bad entries too; an empty file is an error."""
     out: dict[str, tuple[int, object]] = {}
-    for lineno, fields in iter_fields(path, n, problems, rest=rest):
+    for lineno, fields in iter_fields(path, n, problems, rest=rest, empty_ok=False):
         value = parse(fields[1:])
         if value is None:
             problems.bad(path, lineno, f"bad {what} {' '.join(fields[1:])!r} for id {fields[0]}")
@@ -196,21 +215,70 @@ def verify_file(path: pathlib.Path, mode: str = "fast") -> str | None:
     return None
 
 
+def _inspect(root: str, path: pathlib.Path, mode: str,
+             folders: dict[pathlib.Path, str]) -> tuple[str, bool, str | None]:
+    """(resolved path, whether it leaves `root`, reason the image is bad or None). An image whose
+    resolved path lies outside `root` (a symbolic link leading out) is not opened. `folders`
+    caches resolved folders (many images share one; only the file itself is looked at again)."""
+    folder = folders.get(path.parent)
+    if folder is None:
+        folder = folders[path.parent] = os.path.realpath(path.parent)
+    real = os.path.join(folder, path.name)
+    if os.path.islink(real):
+        real = os.path.realpath(real)
+    if os.path.commonpath((root, real)) != root:
+        return real, True, (f"resolves to {real!r}, outside the dataset root {root!r} (a symbolic "
+                            "link leads out of it)")
+    return real, False, verify_file(path, mode)
+
+
+def _duplicate(rec: Record, kept: Record) -> tuple[str, str]:
+    """(what, todo) for `rec`, an entry whose image `kept` (listed elsewhere) already holds."""
+    where = f"{kept.file}:{kept.line}"
+    same = "" if rec.path == kept.path else f" (the same file as {kept.path!r})"
+    if rec.split == kept.split:
+        return (f"duplicate entry: image {rec.path!r}{same} is already listed at {where}",
+                "delete one of the two lines, or re-run with --skip-bad to keep only the first")
+    return (f"image {rec.path!r}{same} is in the {rec.split} split and also in the {kept.split} "
+            f"split at {where}; an image on both sides leaks between training and evaluation",
+            "delete one of the two lines, or re-run with --skip-bad to keep only the "
+            f"{kept.split} entry")
+
+
 def verify_images(args, records: list[Record], image_root: pathlib.Path,
                   problems: Problems) -> list[Record]:
-    """Check that every listed image exists and (unless --no-verify) opens; drop or raise."""
+    """Check the listed images; return the records that pass, in their order (bad ones raise or,
+    with --skip-bad, are noted in `problems`). An entry is bad when its image
+
+    - resolves (through symbolic links) to a file outside `image_root`;
+    - is the image of another entry (same resolved file): the same split twice keeps the first
+      entry; two splits keep the entry of the training side (database, then val, then query), so
+      with --skip-bad a train/test leak is removed from the evaluation side;
+    - is missing or, unless --no-verify, does not open (`verify_file`)."""
     mode = getattr(args, "verify", "fast")
     if mode != "off" and len(records) > 1000:
         say(args, f"verifying {len(records)} images ({mode}; --no-verify skips this) ...")
+    root, folders = os.path.realpath(image_root), {}
     paths = [image_root / r.path for r in records]
     with concurrent.futures.ThreadPoolExecutor(VERIFY_THREADS) as pool:
-        reasons = list(pool.map(lambda p: verify_file(p, mode), paths, chunksize=64))
+        found = list(pool.map(lambda p: _inspect(root, p, mode, folders), paths, chunksize=64))
+    bad: dict[int, tuple[str, str]] = {}
+    holders: dict[str, list[int]] = {}
+    for k, (real, escapes, reason) in enumerate(found):
+        if reason is not None:
+            bad[k] = (f"image {str(paths[k])!r} {reason}", FIX_LINK if escapes else FIX_IMAGE)
+        if not escapes:
+            holders.setdefault(real, []).append(k)
+    for rows in holders.values():
+        if len(rows) > 1:
+            keep = min(rows, key=lambda k: (SPLIT_PRIORITY[records[k].split], k))
+            bad.update((k, _duplicate(records[k], records[keep])) for k in rows if k != keep)
     kept = []
-    for rec, path, reason in zip(records, paths, reasons):
-        if reason is None:
-            kept.append(rec)
+    for k, rec in enumerate(records):
+        if k in bad:
+            problems.bad(rec.file, rec.line, *bad[k])
         else:
-            problems.bad(rec.file, rec.line, f"image {str(path)!r} {reason}", FIX_IMAGE)
+            kept.append(rec)
     return kept
 
 
@@ -249,6 +317,25 @@ def records_to_frame(records: Sequence[Record], multi_label: bool) -> pd.DataFra
     return pd.DataFrame(data)
 
 
+def class_warnings(frame: pd.DataFrame, class_names: Sequence[str], multi_label: bool) -> list[str]:
+    """Warnings about the classes that have no database image: their queries have nothing
+    relevant to retrieve and training never sees them (recorded in dataset.json 'warnings')."""
+    db = frame[frame["split"] == "database"]
+    if multi_label:
+        present = {int(t) for text in db["labels"] for t in str(text).split()}
+    else:
+        present = {int(c) for c in db["label"]}
+    missing = [c for c in range(len(class_names)) if c not in present]
+    if not missing:
+        return []
+    named = ", ".join(f"{c} ({class_names[c]})" for c in missing[:MAX_CLASSES_NAMED])
+    if len(missing) > MAX_CLASSES_NAMED:
+        named += f" and {len(missing) - MAX_CLASSES_NAMED} more"
+    verb = "has" if len(missing) == 1 else "have"
+    return [f"{len(missing)} of {len(class_names)} classes {verb} no database image: {named}; "
+            "their queries have nothing relevant to retrieve and training never sees them"]
+
+
 def check_nonempty(records: Sequence[Record], problems: Problems,
                    split_sources: Mapping[str, object]) -> None:
     """Database and query must both keep at least one image."""
@@ -281,11 +368,15 @@ def finish(args, *, name: str, records: list[Record], class_names: Sequence[str]
     fraction = float(getattr(args, "val_fraction", 0.0) or 0.0)
     if fraction:
         frame = carve_val(frame, fraction, args.seed)
+    warnings = class_warnings(frame, class_names, multi_label)
+    for w in warnings:
+        warn(f"{name}: {w} (recorded in dataset.json 'warnings')")
     info = {
         "name": name, "image_root": image_root, "num_classes": len(class_names),
         "class_names": list(class_names), "multi_label": multi_label,
         "official_counts": dict(official_counts) if official_counts else None,
-        "count_differences": diffs, "attribute_names": attribute_names and list(attribute_names),
+        "count_differences": diffs, "warnings": warnings,
+        "attribute_names": attribute_names and list(attribute_names),
         "part_names": part_names and list(part_names),
         "skipped": problems.skipped[:MAX_SKIPPED_LISTED], "skipped_count": len(problems.skipped),
         "created_by": f"python -m data_prep {name}", "seed": getattr(args, "seed", None),
@@ -315,8 +406,23 @@ def finish_with_images(args, images: np.ndarray, names: Sequence[str], **kwargs)
         return finish(args, image_root=".", image_dir=stage, **kwargs)
 
 
+def as_disk_full(err: OSError, path: str | os.PathLike) -> OSError:
+    """`err` as an `a2hlib.fileio.DiskFullError` naming `path` if it says the disk (or quota) is
+    full, else `err` itself."""
+    if isinstance(err, DiskFullError) or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return err
+    return DiskFullError(err.errno, disk_full_message(path, err))
+
+
 def save_png(array: np.ndarray, path: pathlib.Path) -> None:
-    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    """Write one PNG; a full disk raises `DiskFullError` naming `path`."""
+    try:
+        Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    except OSError as err:
+        full = as_disk_full(err, path)
+        if full is err:
+            raise
+        raise full from err
 
 
 def write_pngs(images: np.ndarray, names: Sequence[str], folder: pathlib.Path) -> None:
@@ -326,6 +432,62 @@ def write_pngs(images: np.ndarray, names: Sequence[str], folder: pathlib.Path) -
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda k: save_png(images[k], folder / names[k]), range(len(names)),
                       chunksize=256))
+
+
+# ------------------------------------------------------------------------ pickled raw files
+def numpy_array_globals() -> dict[tuple[str, str], object]:
+    """What a pickle of plain containers and numpy arrays may refer to: numpy's array and dtype
+    reconstruction (under numpy 1's and numpy 2's module names) and `_codecs.encode` (bytes
+    written by Python 3 at protocol 2). None of them runs code chosen by the file."""
+    try:  # numpy >= 2 (numpy.core is a deprecated alias there)
+        multiarray = importlib.import_module("numpy._core.multiarray")
+        numeric = importlib.import_module("numpy._core.numeric")
+    except ImportError:  # numpy 1.x
+        multiarray = importlib.import_module("numpy.core.multiarray")
+        numeric = importlib.import_module("numpy.core.numeric")
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray,
+                                              ("numpy", "dtype"): np.dtype,
+                                              ("_codecs", "encode"): codecs.encode}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle referred to a global that `load_pickle` does not allow."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in `allowed` (see `load_pickle`)."""
+
+    def __init__(self, data: bytes, allowed: Mapping[tuple[str, str], object]):
+        super().__init__(io.BytesIO(data), encoding="bytes")
+        self.allowed = allowed
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
+def load_pickle(data: bytes, file: str | os.PathLike, todo: str,
+                allowed: Mapping[tuple[str, str], object] | None = None) -> object:
+    """Unpickle `data` (the bytes of `file`) without running code from it: only the globals in
+    `allowed` (default `numpy_array_globals()`) may be used, so a crafted file (one that asks
+    for `os.system`, say) raises `DatasetError` naming `file` before anything of it runs.
+    Bytes keys and values stay bytes (`encoding="bytes"`, as Python 2 pickles need)."""
+    try:
+        return _RestrictedUnpickler(data, numpy_array_globals() if allowed is None
+                                    else allowed).load()
+    except _Refused as err:
+        raise DatasetError(f"cannot unpickle: it refers to {err}, which a data file never needs "
+                           "(a crafted or foreign file; nothing of it was run)", todo,
+                           file=file) from None
+    except Exception as err:  # truncated, not a pickle, bad arguments to an allowed global
+        raise DatasetError(f"cannot unpickle ({type(err).__name__}: {err})", todo,
+                           file=file) from None
 
 
 # ------------------------------------------------- the id-table layout of CUB-200-2011 and NABirds
@@ -363,7 +525,7 @@ def read_id_layout(base: pathlib.Path, problems: Problems, download: str, *,
             problems.bad(f_labels, line, f"class id {c} of image {image_id} is not in {f_classes}")
             del labels[image_id]
     records, seen = [], {}
-    for line, (image_id, rel) in iter_fields(f_images, 2, problems, rest=True):
+    for line, (image_id, rel) in iter_fields(f_images, 2, problems, rest=True, empty_ok=False):
         path, reason = clean_relpath(rel)
         if image_id in seen:
             reason = f"duplicate image id {image_id} (first on line {seen[image_id]})"

@@ -69,7 +69,7 @@ def _read_attributes(base, problems, row_of, all_ids, col_of):
     present = np.zeros((len(row_of), len(col_of)), np.uint8)
     certainty = np.zeros_like(present)
     lines = 0
-    for lineno, text in common.iter_lines(path):
+    for lineno, text in common.iter_lines(path, empty_ok=False):
         t = text.split()
         if len(t) < 4:
             problems.bad(path, lineno, f"expected at least 4 fields (image attribute present "
@@ -97,7 +97,8 @@ def _read_parts(base, problems, row_of, all_ids):
     path = common.require(base / "parts" / "part_locs.txt", DOWNLOAD)
     xyv = np.zeros((len(row_of), len(ids), 3), np.float32)
     lines = 0
-    for lineno, (img, part, x, y, v) in common.iter_fields(path, 5, problems):
+    for lineno, (img, part, x, y, v) in common.iter_fields(path, 5, problems,
+                                                              empty_ok=False):
         xy = (common.to_float(x), common.to_float(y))
         if img not in all_ids or part not in col_of or None in xy or v not in ("0", "1"):
             problems.bad(path, lineno, f"bad part location {' '.join((img, part, x, y, v))!r} "

@@ -33,8 +33,8 @@ def add_arguments(parser) -> None:
 def prepare(args) -> pathlib.Path:
     base = common.find_base(args.root, "meta/classes.txt", ["food-101"], DOWNLOAD)
     problems = common.Problems(args.skip_bad)
-    folders = [t.strip() for _, t in common.iter_lines(common.require(base / "meta/classes.txt",
-                                                                      DOWNLOAD))]
+    folders = [t.strip() for _, t in common.iter_lines(
+        common.require(base / "meta/classes.txt", DOWNLOAD), empty_ok=False)]
     label_of = {name: k for k, name in enumerate(folders)}
     class_names = folders
     if (base / "meta/labels.txt").is_file():

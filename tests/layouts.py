@@ -248,8 +248,19 @@ CIFAR_BATCHES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                  "test_batch"]
 
 
+def cifar_pickle(obj, protocol: int | None = None) -> bytes:
+    """`obj` pickled; protocol 2 names numpy's array rebuilder `numpy.core.multiarray` as the
+    official (Python 2, numpy 1) batches do, whatever numpy writes the file."""
+    data = pickle.dumps(obj, protocol=protocol)
+    if protocol == 2:
+        data = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    return data
+
+
 def cifar10(tmp: pathlib.Path, per_class_per_batch: int = 1) -> Layout:
-    """Real pickle format: dicts with b'batch_label', b'labels', b'data' (N×3072), b'filenames'."""
+    """Real pickle format: dicts with b'batch_label', b'labels', b'data' (N×3072), b'filenames'.
+    data_batch_1 is written at protocol 2 with numpy 1's module names (as the official files),
+    data_batch_2 at protocol 5 (numpy's out-of-band buffers), the others at the default."""
     base = tmp / "cifar-10-batches-py"
     base.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -259,9 +270,9 @@ def cifar10(tmp: pathlib.Path, per_class_per_batch: int = 1) -> Layout:
         rng.shuffle(lab)
         data = rng.integers(0, 256, (len(lab), 3072), dtype=np.uint8)
         files = [f"{CIFAR[c]}_s_{b:02d}{k:04d}.png".encode() for k, c in enumerate(lab)]
-        with open(base / name, "wb") as fh:
-            pickle.dump({b"batch_label": f"batch {b}".encode(), b"labels": lab, b"data": data,
-                         b"filenames": files}, fh)
+        (base / name).write_bytes(cifar_pickle(
+            {b"batch_label": f"batch {b}".encode(), b"labels": lab, b"data": data,
+             b"filenames": files}, {0: 2, 1: 5}.get(b)))
         pixels.append(data)
         labels += lab
         ids += [f"{name}/{f.decode()}" for f in files]
@@ -321,6 +332,50 @@ def fashion_mnist(tmp: pathlib.Path, n_train: int = 12, n_test: int = 5, gz: boo
         rows += [{"path": f"images/{stem}/{k:05d}.png", "label": int(lab[k]), "split": split,
                   "source_id": f"{stem}:{k}"} for k in range(n)]
     return Layout(base, base, frame(rows), [], {"pixels": pixels})
+
+
+# ------------------------------------------------------------------------------- damage
+def append_lines(path: pathlib.Path, *lines: str) -> int:
+    """Append lines to a list file; return the line number of the first one."""
+    old = path.read_text().splitlines()
+    path.write_text("\n".join([*old, *lines]) + "\n")
+    return len(old) + 1
+
+
+def list_an_image_twice(name: str, lay: Layout) -> tuple[pathlib.Path, int, pathlib.Path, int]:
+    """List a database image of `lay` a second time, as a query (test list) entry. Returns (the
+    new entry's file, its line, the original entry's file, its line)."""
+    b = lay.base
+    if name in ("aircraft", "food101", "vegfru"):
+        train, test = {"aircraft": ("images_variant_trainval.txt", "images_variant_test.txt"),
+                       "food101": ("meta/train.txt", "meta/test.txt"),
+                       "vegfru": ("vegfru_list/vegfru_train.txt",
+                                  "vegfru_list/vegfru_test.txt")}[name]
+        first = (b / train).read_text().splitlines()[0]
+        return b / test, append_lines(b / test, first), b / train, 1
+    if name == "nuswide":
+        path = (b / "database_img.txt").read_text().splitlines()[1]
+        row = (b / "database_label_onehot.txt").read_text().splitlines()[1]
+        append_lines(b / "test_label_onehot.txt", row)
+        return b / "test_img.txt", append_lines(b / "test_img.txt", path), b / "database_img.txt", 2
+    if name == "stanford_dogs":
+        test = lay.expected[lay.expected.split == "query"]
+        train = lay.expected[lay.expected.split == "database"]
+        _save_list(b / "lists" / "test_list.mat", [*test.source_id, train.source_id.iloc[0]],
+                   [*(test.label + 1), train.label.iloc[0] + 1])
+        return b / "lists" / "test_list.mat", len(test) + 1, b / "lists" / "train_list.mat", 1
+    # cub200, nabirds: a new image id whose file is that of the first database image
+    row = lay.expected[lay.expected.split == "database"].iloc[0]
+    first_id = row.source_id
+    line = next(k for k, t in enumerate((b / "images.txt").read_text().splitlines(), 1)
+                if t.split()[0] == first_id)
+    new_id = "999"
+    for f in ("image_class_labels.txt", "bounding_boxes.txt"):
+        text = next(t for t in (b / f).read_text().splitlines() if t.split()[0] == first_id)
+        append_lines(b / f, new_id + text[len(first_id):])
+    append_lines(b / "train_test_split.txt", f"{new_id} 0")
+    new_line = append_lines(b / "images.txt", f"{new_id} {row.path[len('images/'):]}")
+    return b / "images.txt", new_line, b / "images.txt", line
 
 
 BUILDERS = {"cub200": cub, "nabirds": nabirds, "aircraft": aircraft, "food101": food101,

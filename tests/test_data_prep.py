@@ -1,9 +1,13 @@
 """data_prep: every preparer end to end on small copies of the raw layouts, and bad input."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import pathlib
+import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from a2hlib.manifest import read_dataset
+from a2hlib.manifest import DatasetError, read_dataset
 from data_prep import PREPARERS, common
 from data_prep.__main__ import main
 try:
@@ -22,7 +26,8 @@ except ImportError:  # pytest run from elsewhere: tests/ itself is on sys.path
     import layouts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-EXTRA = {"cifar10": ["--query-per-class", "1"]}
+# the fake CIFAR-10 files differ from the official md5, so --no-verify
+EXTRA = {"cifar10": ["--query-per-class", "1", "--no-verify"]}
 DEBIAN_FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -408,3 +413,230 @@ def test_cli_as_a_subprocess(tmp_path):
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith(f"error: {lay.base / 'meta' / 'train.txt'}:5: image ")
     assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------ leaks, links, pickles, disk
+@pytest.mark.parametrize("name", ["cub200", "nabirds", "aircraft", "food101", "vegfru",
+                                  "stanford_dogs", "nuswide"])
+def test_an_image_in_two_splits_is_refused_or_dropped_from_the_query(name, tmp_path, capsys):
+    lay = layouts.BUILDERS[name](tmp_path)
+    dup_file, dup_line, first_file, first_line = layouts.list_an_image_twice(name, lay)
+    line = fails(capsys, name, lay.root, tmp_path / "out")
+    assert line.startswith(f"error: {dup_file}:{dup_line}: image "), line
+    assert "is in the query split and also in the database split at " \
+           f"{first_file}:{first_line}; an image on both sides leaks" in line
+    assert line.endswith("or re-run with --skip-bad to keep only the database entry")
+    assert not (tmp_path / "out").exists()
+    rc, out, err = run(capsys, name, lay.root, tmp_path / "skip", "--skip-bad")
+    assert rc == 0, err
+    ds = read_dataset(tmp_path / "skip")
+    compare(ds.frame, lay.expected)  # the database copy stays, the query copy is gone
+    assert ds.info["skipped_count"] == 1
+    skipped = ds.info["skipped"][0]
+    assert (skipped["file"], skipped["line"]) == (str(dup_file), dup_line)
+    assert f"{first_file}:{first_line}" in skipped["reason"]
+    assert f"{dup_file}:{dup_line}: image " in out
+
+
+def test_a_duplicated_line_is_refused_or_kept_once(tmp_path, capsys):
+    lay = layouts.food101(tmp_path)
+    train = lay.base / "meta" / "train.txt"
+    dup = layouts.append_lines(train, train.read_text().splitlines()[1])
+    line = fails(capsys, "food101", lay.root, tmp_path / "out")
+    assert line == (f"error: {train}:{dup}: duplicate entry: image 'images/apple_pie/100001.jpg' "
+                    f"is already listed at {train}:2 — delete one of the two lines, or re-run "
+                    "with --skip-bad to keep only the first")
+    rc, _, _ = run(capsys, "food101", lay.root, tmp_path / "skip", "--skip-bad")
+    assert rc == 0
+    ds = read_dataset(tmp_path / "skip")
+    compare(ds.frame, lay.expected)
+    assert [(s["file"], s["line"]) for s in ds.info["skipped"]] == [(str(train), dup)]
+
+
+def test_the_query_copy_goes_even_when_it_is_listed_first(tmp_path, capsys):
+    """CUB lists both splits in one file: a database entry after its query twin wins."""
+    lay = layouts.cub(tmp_path)
+    images = lay.base / "images.txt"
+    query = lay.expected.iloc[0]  # image id 1, a query image
+    assert query.split == "query"
+    new = layouts.append_lines(images, f"13 {query.path[len('images/'):]}")
+    for f, text in (("image_class_labels.txt", "13 1"), ("train_test_split.txt", "13 1"),
+                    ("bounding_boxes.txt", "13 1.0 2.0 5.0 4.5")):
+        layouts.append_lines(lay.base / f, text)
+    line = fails(capsys, "cub200", lay.root, tmp_path / "out")
+    assert line.startswith(f"error: {images}:1: image '{query.path}' is in the query split and "
+                           f"also in the database split at {images}:{new};")
+    rc, _, err = run(capsys, "cub200", lay.root, tmp_path / "skip", "--skip-bad")
+    assert rc == 0, err
+    ds = read_dataset(tmp_path / "skip")
+    assert ds.frame.source_id.tolist() == [str(k) for k in range(2, 14)]
+    assert ds.frame.split.iloc[-1] == "database" and ds.frame.path.iloc[-1] == query.path
+    assert len(ds.attributes()["present"]) == 12  # the sidecars follow the kept rows
+
+
+def test_symlinks_must_stay_inside_the_root(tmp_path, capsys):
+    lay = layouts.food101(tmp_path / "raw")
+    outside = tmp_path / "elsewhere"
+    # a file link leading out of the root
+    target = lay.base / lay.expected.path[0]  # meta/train.txt line 1
+    outside.mkdir()
+    secret = outside / "secret.jpg"
+    target.rename(secret)
+    target.symlink_to(secret)
+    line = fails(capsys, "food101", lay.root, tmp_path / "out")
+    assert line == (f"error: {lay.base / 'meta/train.txt'}:1: image '{target}' resolves to "
+                    f"'{secret}', outside the dataset root '{lay.base.resolve()}' (a symbolic link "
+                    f"leads out of it) — {common.FIX_LINK}")
+    rc, _, _ = run(capsys, "food101", lay.root, tmp_path / "skip", "--skip-bad")
+    assert rc == 0
+    assert read_dataset(tmp_path / "skip").frame.path.tolist() == lay.expected.path[1:].tolist()
+    target.unlink()
+    secret.rename(target)
+    # a folder link leading out of the root: its first listed image is refused
+    folder = lay.base / "images" / "waffles"
+    folder.rename(outside / "waffles")
+    folder.symlink_to(outside / "waffles", target_is_directory=True)
+    line = fails(capsys, "food101", lay.root, tmp_path / "out")
+    assert line.startswith(f"error: {lay.base / 'meta/train.txt'}:5: image '{folder}/100020.jpg' "
+                           f"resolves to '{outside / 'waffles' / '100020.jpg'}', outside")
+    folder.unlink()
+    (outside / "waffles").rename(folder)
+    # links that stay inside the root are fine (here: an extra copy kept in another folder) ...
+    spare = lay.base / "spare" / "ribs.jpg"
+    spare.parent.mkdir()
+    ribs = lay.base / lay.expected.path[2]
+    ribs.rename(spare)
+    ribs.symlink_to(pathlib.Path("../../spare/ribs.jpg"))
+    rc, _, err = run(capsys, "food101", lay.root, tmp_path / "inside")
+    assert rc == 0, err
+    compare(read_dataset(tmp_path / "inside").frame, lay.expected)
+    # ... unless they make one file two entries
+    query = lay.base / lay.expected.path[8]  # meta/test.txt line 3
+    query.unlink()
+    query.symlink_to(spare)
+    line = fails(capsys, "food101", lay.root, tmp_path / "out")
+    assert line.startswith(f"error: {lay.base / 'meta/test.txt'}:3: image '{lay.expected.path[8]}' "
+                           f"(the same file as '{lay.expected.path[2]}') is in the query split "
+                           f"and also in the database split at {lay.base / 'meta/train.txt'}:3;")
+    assert not (tmp_path / "out").exists()
+
+
+def _crafted_pickle(marker: pathlib.Path) -> bytes:
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+    return pickle.dumps({b"data": Payload()})
+
+
+def test_a_crafted_cifar_pickle_runs_nothing(tmp_path, capsys, monkeypatch):
+    from data_prep import cifar10
+    lay = layouts.cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    batch = lay.base / "data_batch_1"
+    batch.write_bytes(_crafted_pickle(marker))
+    monkeypatch.setitem(EXTRA, "cifar10", [])  # the default checks
+    # default: every file's md5 is checked before it is read (here the fake batches.meta first)
+    line = fails(capsys, "cifar10", lay.root, tmp_path / "out", "--query-per-class", "1")
+    assert line.startswith(f"error: {lay.base / 'batches.meta'}: md5 ")
+    assert f"differs from the official {cifar10.META_MD5}" in line and "--no-verify" in line
+    monkeypatch.setattr(cifar10, "META_MD5", hashlib.md5(
+        (lay.base / "batches.meta").read_bytes()).hexdigest())
+    line = fails(capsys, "cifar10", lay.root, tmp_path / "out", "--query-per-class", "1")
+    assert line.startswith(f"error: {batch}: md5 {hashlib.md5(batch.read_bytes()).hexdigest()} "
+                           f"differs from the official {cifar10.BATCHES['data_batch_1']} (a "
+                           "damaged or altered file) — re-download cifar-10-python.tar.gz")
+    assert not marker.exists()
+    # --no-verify accepts other checksums, but the restricted unpickler still refuses the payload
+    line = fails(capsys, "cifar10", lay.root, tmp_path / "out", "--query-per-class", "1",
+                 "--no-verify")
+    assert line.startswith(f"error: {batch}: cannot unpickle: it refers to {os.system.__module__}"
+                           ".system, which a data file never needs (a crafted or foreign file; "
+                           "nothing of it was run) — re-extract cifar-10-python.tar.gz")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_restricted_unpickler(tmp_path):
+    lay = layouts.cifar10(tmp_path)
+    for name in layouts.CIFAR_BATCHES[:3]:  # protocol 2 with numpy 1's names, 5, default
+        d = common.load_pickle((lay.base / name).read_bytes(), name, "")
+        assert d[b"data"].dtype == np.uint8 and d[b"data"].shape == (10, 3072)
+        assert isinstance(d[b"labels"][0], int) and isinstance(d[b"filenames"][0], bytes)
+    np.testing.assert_array_equal(
+        common.load_pickle(layouts.cifar_pickle(np.arange(6.0).reshape(2, 3), 2), "f", ""),
+        np.arange(6.0).reshape(2, 3))
+    for evil in (eval, getattr, pathlib.Path, shutil.rmtree):
+        with pytest.raises(DatasetError) as err:
+            common.load_pickle(pickle.dumps(evil), tmp_path / "x", "todo")
+        assert str(err.value).startswith(f"{tmp_path / 'x'}: cannot unpickle: it refers to "
+                                         f"{evil.__module__}.")
+    with pytest.raises(DatasetError, match="cannot unpickle .UnpicklingError"):
+        common.load_pickle(b"\x80\x04garbage", "f", "")
+
+
+def test_a_class_without_database_images_is_a_recorded_warning(tmp_path, capsys):
+    lay = layouts.aircraft(tmp_path)
+    trainval = lay.base / "images_variant_trainval.txt"
+    trainval.write_text("".join(f"{t}\n" for t in trainval.read_text().splitlines()
+                                if not t.endswith("Cessna 172")))
+    rc, _, err = run(capsys, "aircraft", lay.root, tmp_path / "out", "--quiet")
+    assert rc == 0
+    message = ("1 of 3 classes has no database image: 2 (Cessna 172); their queries have nothing "
+               "relevant to retrieve and training never sees them")
+    assert f"warning: aircraft: {message} (recorded in dataset.json 'warnings')" in err
+    ds = read_dataset(tmp_path / "out")
+    assert ds.info["warnings"] == [message]
+    assert list(ds.info).index("warnings") == list(ds.info).index("count_differences") + 1
+    # multi-label: a concept counts when one of an image's labels is it
+    nus = layouts.nuswide(tmp_path / "n")
+    assert run(capsys, "nuswide", nus.root, tmp_path / "nus")[0] == 0
+    assert read_dataset(tmp_path / "nus").info["warnings"] == [
+        "14 of 21 classes have no database image: 4 (concept_04), 6 (concept_06), 8 (concept_08), "
+        "9 (concept_09), 10 (concept_10), 11 (concept_11), 12 (concept_12), 13 (concept_13), "
+        "14 (concept_14), 15 (concept_15) and 4 more; their queries have nothing relevant to "
+        "retrieve and training never sees them"]
+    food = layouts.food101(tmp_path / "f")
+    assert run(capsys, "food101", food.root, tmp_path / "food")[0] == 0
+    assert read_dataset(tmp_path / "food").info["warnings"] == []
+
+
+@pytest.mark.parametrize("name, rel", [("cub200", "images.txt"), ("cub200", "classes.txt"),
+                                       ("cub200", "attributes/image_attribute_labels.txt"),
+                                       ("nabirds", "images.txt"), ("aircraft", "variants.txt"),
+                                       ("food101", "meta/classes.txt")])
+def test_an_empty_file_is_blamed_by_name(name, rel, tmp_path, capsys):
+    lay = layouts.BUILDERS[name](tmp_path)
+    (lay.base / rel).write_text("\n \n")
+    line = fails(capsys, name, lay.root, tmp_path / "out")
+    assert line == (f"error: {lay.base / rel}: the file is empty (no line with an entry) — "
+                    "restore it from the original download")
+
+
+@pytest.mark.parametrize("where", ["png", "manifest", "unnamed"])
+def test_a_full_disk_names_the_path_and_keeps_the_old_dataset(where, tmp_path, capsys,
+                                                               monkeypatch):
+    name = "cifar10" if where == "png" else "food101"
+    lay = layouts.BUILDERS[name](tmp_path / "raw")
+    out = tmp_path / "out"
+    assert run(capsys, name, lay.root, out)[0] == 0
+    before, entries = snapshot(out), sorted(os.listdir(out))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    if where == "png":  # PIL writing an extracted image
+        monkeypatch.setattr(Image.Image, "save", full)
+    elif where == "manifest":  # a2hlib.fileio.write_temporary flushing manifest.csv
+        monkeypatch.setattr(os, "fsync", full)
+    else:  # an error that does not say which file
+        monkeypatch.setattr(common, "write_dataset", full)
+    line = fails(capsys, name, lay.root, out)
+    detail = "(OSError: [Errno 28] No space left on device)"
+    if where == "png":
+        assert re.fullmatch(
+            rf"error: {re.escape(str(out))}/\.images\.\w+\.tmp/00000\.png: the disk is full, "
+            rf"nothing was written {re.escape(detail)} — free space on {re.escape(str(out))}/"
+            r"\.images\.\w+\.tmp \(or write elsewhere\) and run again", line), line
+    else:
+        path = out / "manifest.csv" if where == "manifest" else out
+        assert line == (f"error: {path}: the disk is full, nothing was written {detail} — free "
+                        f"space on {path.parent} (or write elsewhere) and run again")
+    assert snapshot(out) == before and sorted(os.listdir(out)) == entries  # no leftovers
