@@ -25,14 +25,30 @@ class RetrievalReport:
     pr_by_radius: tuple[np.ndarray, np.ndarray]         # (precision[r], recall[r]), r = 0..k
 
 
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def retrieval_report(protocol: str, query_codes, db_codes, query_labels, db_labels,
                      topk: int = 100, ns: np.ndarray | None = None) -> RetrievalReport:
-    """mAP@all (stable and tie-aware), mAP@topk, P@r≤2, precision@N and PR-by-radius curves."""
-    q, d = binarize(torch.as_tensor(query_codes)), binarize(torch.as_tensor(db_codes))
+    """mAP@all (stable and tie-aware), mAP@topk, P@r≤2, precision@N and PR-by-radius curves.
+
+    query_codes, db_codes: ±1 codes (`hash_codes`, or the learned B), never relaxed outputs or 0/1
+    bits; anything else is refused (see `a2hlib.metrics.check_codes`) before any metric runs."""
+    topk = _positive_int(topk, "topk")
+    q = metrics.check_codes(query_codes, "query_codes")
+    d = metrics.check_codes(db_codes, "db_codes")
+    metrics.check_labels(query_labels, "query_labels", len(q), "query_codes")
+    metrics.check_labels(db_labels, "db_labels", len(d), "db_codes")
     ql, dl = torch.as_tensor(query_labels), torch.as_tensor(db_labels)
     topk = min(topk, len(d))
     if ns is None:
         ns = np.unique(np.linspace(1, len(d), num=min(50, len(d))).astype(int))
+    ns = np.atleast_1d(np.asarray(ns))
+    if ns.ndim != 1 or ns.dtype.kind not in "iu" or (ns < 1).any() or (ns > len(d)).any():
+        raise ValueError(f"ns must be integers in 1..{len(d)} (the database size), got {ns!r}")
     scalars = {
         "map_all_stable": metrics.mean_average_precision(q, d, ql, dl, ties="stable"),
         "map_all_aware": metrics.mean_average_precision(q, d, ql, dl, ties="aware"),
@@ -45,6 +61,9 @@ def retrieval_report(protocol: str, query_codes, db_codes, query_labels, db_labe
 
 def random_code_baseline(query_labels, db_labels, code_length: int, seed: int = 0) -> float:
     """mAP@all (stable) of random codes: the chance level a trained model must beat."""
+    code_length = _positive_int(code_length, "code_length")
+    metrics.check_labels(query_labels, "query_labels")
+    metrics.check_labels(db_labels, "db_labels")
     g = torch.Generator().manual_seed(seed)
     q = binarize(torch.randn(len(query_labels), code_length, generator=g))
     d = binarize(torch.randn(len(db_labels), code_length, generator=g))
@@ -59,13 +78,24 @@ def hash_codes(model, dataset, device: str | torch.device = "cpu", batch_size: i
 
 def query_map(model, queries, db_codes: torch.Tensor, db_labels, device: str | torch.device = "cpu",
               ties: str = "stable") -> float:
-    """mAP@all of `queries` (encoded by `model`) against database codes: one number, for selection."""
-    return metrics.mean_average_precision(hash_codes(model, queries, device), db_codes, queries.targets,
+    """mAP@all of `queries` (encoded by `model`) against database codes: one number, for selection.
+    The database codes and all labels are checked before the queries are encoded."""
+    if ties not in ("stable", "aware"):
+        raise ValueError(f"ties must be 'stable' or 'aware', got {ties!r}")
+    d = metrics.check_codes(db_codes, "db_codes")
+    metrics.check_labels(db_labels, "db_labels", len(d), "db_codes")
+    metrics.check_labels(queries.targets, "queries.targets", len(queries), "queries")
+    return metrics.mean_average_precision(hash_codes(model, queries, device), d, queries.targets,
                                           torch.as_tensor(db_labels), ties=ties)
 
 
 def top_k(query_codes, db_codes, k: int) -> np.ndarray:
     """Indices (q×k) of the k nearest database codes by Hamming distance, ties by database index."""
     from a2hlib.codes import hamming_distance
-    d = np.asarray(hamming_distance(query_codes, db_codes))
-    return np.argsort(d, axis=1, kind="stable")[:, :k]
+    k = _positive_int(k, "k")
+    q = metrics.check_codes(query_codes, "query_codes")
+    d = metrics.check_codes(db_codes, "db_codes")
+    if q.shape[1] != d.shape[1]:
+        raise ValueError(f"query_codes have {q.shape[1]} bits but db_codes have {d.shape[1]}: "
+                         "encode both with the same code length")
+    return np.argsort(np.asarray(hamming_distance(q, d)), axis=1, kind="stable")[:, :k]

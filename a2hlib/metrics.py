@@ -10,6 +10,9 @@ Conventions shared by every function here:
 * labels are 1-D class ids, or 2-D multi-hot rows; relevant = same class, or at least one shared
   label;
 * a query with no relevant database item scores 0 in every metric (and still counts in the mean);
+* bad input is refused before any work, with a ValueError naming the argument and what to pass
+  (`check_codes`, `check_labels`: 0-bit codes, values other than ±1, NaN/inf or non-0/1 labels,
+  row counts that differ between labels and codes), in one vectorised pass over each input;
 * `ties="stable"` ranks equal distances by database index, exactly like a stable argsort.
 
 How it is fast without sorting: distances are integers 0..k. For one query let the relevant items,
@@ -51,6 +54,8 @@ __all__ = [
     "precision_at_n",
     "precision_recall_by_radius",
     "precision_within_radius",
+    "check_codes",
+    "check_labels",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -69,34 +74,73 @@ _MAX_BINS_PER_ITEM = 8
 # inputs
 
 
-def _codes_tensor(codes, name: str) -> torch.Tensor:
-    """Checked ±1 codes as a float32 CPU tensor (n × k)."""
+def _value_list(values: np.ndarray) -> str:
+    """'0 and 1', '-0.5, 0.25 and 3', or 'nan, 0.1, … (812 distinct values)' for a message."""
+    values = np.unique(values)  # NaN sorts last; equal NaNs collapse on numpy >= 1.21
+    shown = [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:4].tolist()]
+    if len(values) > 4:
+        return f"{', '.join(shown)}, … ({len(values)} distinct values)"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def check_codes(codes, name: str) -> torch.Tensor:
+    """±1 codes (numpy or torch, n × k, k >= 1) as a float32 CPU tensor; a ValueError naming
+    `name` and saying what to pass otherwise. One vectorised pass over the matrix."""
     if isinstance(codes, torch.Tensor):
         t = codes.detach().to("cpu")
     else:
-        t = torch.from_numpy(np.ascontiguousarray(np.asarray(codes)))
+        a = np.asarray(codes)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} has dtype {a.dtype}: pass a numeric matrix of -1/+1 codes")
+        t = torch.from_numpy(np.ascontiguousarray(a))
     if t.dim() != 2:
         raise ValueError(f"{name}: expected a 2-D (n × k) code matrix, got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or not bool(((t == 1) | (t == -1)).all()):
-        raise ValueError(f"{name}: codes must contain only -1 and +1 (use a2hlib.codes.binarize)")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has 0 bits (shape {tuple(t.shape)}): pass codes with at least one bit")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} has dtype {t.dtype}: pass -1/+1 codes (bits b in 0/1 become 2 * b - 1)")
+    ok = (t == 1) | (t == -1)
+    if not bool(ok.all()):
+        found = t.to(torch.float64).numpy()
+        zero = t == 0
+        if bool((zero | (t == 1)).all()):
+            advice = "these look like 0/1 bits: pass 2 * bits - 1"
+        elif bool((zero | ok).all()):
+            advice = "zeros, as torch.sign gives: pass a2hlib.codes.binarize(u), where sign(0) = +1"
+        else:
+            advice = "pass sign codes, e.g. a2hlib.codes.binarize(u) of the real-valued outputs u"
+        raise ValueError(f"{name} has values other than -1/+1 (found {_value_list(found)}): {advice}")
     return t.to(torch.float32)
 
 
-def _labels_array(labels, name: str) -> np.ndarray:
+def check_labels(labels, name: str, rows: int | None = None, rows_of: str = "the codes") -> np.ndarray:
+    """Labels as int64 class ids (1-D) or a bool multi-hot matrix (2-D, entries 0/1); a ValueError
+    naming `name` for NaN/inf, non-integer ids, other multi-hot values, or a row count other than
+    `rows` (the rows of `rows_of`). One vectorised pass."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     a = np.asarray(labels)
-    if a.ndim == 1:
-        if a.dtype.kind == "f":
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ValueError(f"{name}: 1-D labels must be integer class ids")
-            a = a.astype(np.int64)
-        elif a.dtype.kind not in "iub":
-            raise ValueError(f"{name}: 1-D labels must be integer class ids, got dtype {a.dtype}")
-        return a.astype(np.int64)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {a.dtype}: pass integer class ids (1-D) or 0/1 multi-hot rows (2-D)")
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name}: labels must be 1-D class ids or 2-D multi-hot, got shape {a.shape}")
+    if rows is not None and len(a) != rows:
+        raise ValueError(f"{name} has {len(a)} rows but {rows_of} has {rows}: pass one label (row) per code")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name} has NaN or infinite entries (first at row {bad[0]}, value {a[tuple(bad)]}): "
+                         "fix or drop those labels")
     if a.ndim == 2:
+        if a.shape[1] == 0:
+            raise ValueError(f"{name} is multi-hot with 0 label columns: pass one column per class")
+        if a.dtype.kind != "b" and not ((a == 0) | (a == 1)).all():
+            raise ValueError(f"{name} is multi-hot with values other than 0/1 (found {_value_list(a.ravel())}): "
+                             "pass 0/1 rows (1 = has the label)")
         return a != 0
-    raise ValueError(f"{name}: labels must be 1-D class ids or 2-D multi-hot, got shape {a.shape}")
+    if a.dtype.kind == "f" and not (a == np.round(a)).all():
+        raise ValueError(f"{name} has non-integer class ids (found {_value_list(a[a != np.round(a)])}): "
+                         "pass integer class ids")
+    return a.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,19 +175,19 @@ class _Problem:
 
 
 def _prepare(query_codes, db_codes, query_labels, db_labels) -> _Problem:
-    q = _codes_tensor(query_codes, "query_codes")
-    b = _codes_tensor(db_codes, "db_codes")
+    q = check_codes(query_codes, "query_codes")
+    b = check_codes(db_codes, "db_codes")
     if q.shape[1] != b.shape[1]:
-        raise ValueError(f"code lengths differ: {q.shape[1]} vs {b.shape[1]}")
+        raise ValueError(f"query_codes have {q.shape[1]} bits but db_codes have {b.shape[1]}: "
+                         "encode both with the same code length")
     if q.shape[0] == 0 or b.shape[0] == 0:
-        raise ValueError("need at least one query and one database item")
-    ql = _labels_array(query_labels, "query_labels")
-    dbl = _labels_array(db_labels, "db_labels")
-    if len(ql) != q.shape[0] or len(dbl) != b.shape[0]:
-        raise ValueError(f"label counts ({len(ql)}, {len(dbl)}) do not match code counts "
-                         f"({q.shape[0]}, {b.shape[0]})")
+        raise ValueError(f"query_codes has {q.shape[0]} rows and db_codes {b.shape[0]}: "
+                         "pass at least one query and one database item")
+    ql = check_labels(query_labels, "query_labels", q.shape[0], "query_codes")
+    dbl = check_labels(db_labels, "db_labels", b.shape[0], "db_codes")
     if ql.ndim != dbl.ndim or (ql.ndim == 2 and ql.shape[1] != dbl.shape[1]):
-        raise ValueError(f"query and database labels disagree in form: {ql.shape} vs {dbl.shape}")
+        raise ValueError(f"query_labels {ql.shape} and db_labels {dbl.shape} disagree in form: pass class "
+                         "ids for both, or multi-hot rows with the same columns")
     k = q.shape[1]
     # ±1 inner products are integers in [-k, k]: exact in int8 × int8 -> int32 products, and in
     # bfloat16 up to k = 256

@@ -21,7 +21,9 @@ from typing import Any, Sequence
 
 import torch
 
-from a2hlib.training import TrainConfig, TrainState, load_checkpoint, model_from_state, train
+from a2hlib.checkpoints import load_checkpoint, model_from_state
+from a2hlib.fileio import remove_stale_temporaries
+from a2hlib.training import TrainConfig, TrainState, train
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -88,9 +90,13 @@ def is_complete(directory: str | os.PathLike) -> bool:
 
 def train_or_resume(config: TrainConfig, database, directory: str | os.PathLike, select=None,
                     progress: bool = True) -> TrainState:
-    """Train into `directory` (checkpoint after every outer iteration; resumes if one exists)."""
+    """Train into `directory` (checkpoint after every outer iteration; resumes if one exists).
+    Temporary files that killed writes left in `directory` are removed first."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temporaries(directory)
+    if removed:
+        log.warning("removed %d temporary file(s) of interrupted writes in %s", len(removed), directory)
     return train(config, database, checkpoint=directory / CHECKPOINT, select=select, progress=progress)
 
 

@@ -7,7 +7,7 @@ Explained step by step in `notebooks/02_training.ipynb`.
         train E epochs on Ω, storing U[i] = u_i
         update B bit by bit (discrete cyclic coordinate descent, `update_database_codes`)
 
-A checkpoint is written (atomically) after every outer iteration; `train` resumes from it and then
+A checkpoint (`a2hlib.checkpoints`) is written after every outer iteration; `train` resumes from it and then
 continues exactly as an uninterrupted run would (same B, same weights, same random draws).
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from a2hlib.checkpoints import (load_checkpoint, model_from_checkpoint, model_from_state,  # noqa: F401
+                                 restore_checkpoint, save_checkpoint)
 from a2hlib.codes import binarize
 from a2hlib.datasets import denormalize
-from a2hlib.fileio import atomic_write
 from a2hlib.losses import hashing_losses, schedule, similarity_matrix
 from a2hlib.models import HashingNet, build_model
 
@@ -155,49 +156,6 @@ class TrainState:
     seconds: float = 0.0
 
 
-def _rng_states(generator: torch.Generator) -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def save_checkpoint(path: str | os.PathLike, state: TrainState, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator) -> None:
-    """Plain values and state_dicts only, so `torch.load(path, weights_only=True)` reads it."""
-    atomic_write(pathlib.Path(path), lambda f: torch.save({
-        "config": state.config.to_dict(), "model": state.model.state_dict(),
-        "optimizer": optimizer.state_dict(), "B": state.B, "iteration": state.iteration,
-        "history": state.history, "selection": state.selection, "best_iteration": state.best_iteration,
-        "best_state": state.best_state, "seconds": state.seconds, "rng": _rng_states(generator),
-    }, f))
-
-
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (weights_only, so untrusted files are safe)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; train first (notebooks/02_training.ipynb)")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"checkpoint {path} could not be read ({err}); delete it and train again") from err
-
-
-def model_from_checkpoint(path: str | os.PathLike, best: bool = False) -> tuple[HashingNet, torch.Tensor, TrainConfig]:
-    """(model in eval mode, database codes B, config); `best` picks the validation-selected state."""
-    return model_from_state(load_checkpoint(path), best)
-
-
-def model_from_state(ckpt: dict[str, Any], best: bool = False) -> tuple[HashingNet, torch.Tensor, TrainConfig]:
-    """`model_from_checkpoint` for a checkpoint dict already read with `load_checkpoint`."""
-    config = TrainConfig.from_dict(ckpt["config"])
-    model = _new_model(config)
-    source = ckpt["best_state"] if best and ckpt.get("best_state") else ckpt
-    model.load_state_dict(source["model"])
-    return model.eval(), source["B"], config
-
-
 def _new_model(config: TrainConfig) -> HashingNet:
     return build_model(config.model, config.code_length, backbone=config.backbone, num_parts=config.parts,
                        image_size=config.image_size, weights=config.weights,
@@ -237,23 +195,7 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
     B = binarize(torch.randn(n, k, generator=generator))
     state = TrainState(config, model, B)
     path = pathlib.Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        ckpt = load_checkpoint(path, device="cpu")
-        saved = TrainConfig.from_dict(ckpt["config"])
-        if saved != config:
-            diff = {f: (getattr(saved, f), getattr(config, f)) for f in saved.to_dict()
-                    if getattr(saved, f) != getattr(config, f)}
-            raise ValueError(f"checkpoint {path} was written with another config {diff} (saved, asked); "
-                             "use another run folder or delete the checkpoint")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.B, state.iteration, state.history = ckpt["B"], ckpt["iteration"], ckpt["history"]
-        state.selection, state.best_iteration = ckpt["selection"], ckpt["best_iteration"]
-        state.best_state, state.seconds = ckpt["best_state"], ckpt["seconds"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["sampler"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    if path is not None and restore_checkpoint(path, state, optimizer, generator):
         log.info("resumed %s at outer iteration %d/%d", path, state.iteration, config.outer_iterations)
 
     use_amp = config.amp and device.type == "cuda"

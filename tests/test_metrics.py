@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2hlib import metrics
+from a2hlib import evaluation, metrics
 from a2hlib.metrics import (mean_average_precision, precision_at_n, precision_recall_by_radius,
                             precision_within_radius)
 
@@ -381,3 +381,114 @@ def test_input_validation():
         precision_at_n(q, b, ql, dbl, [11])
     with pytest.raises(ValueError):
         precision_within_radius(q, b, ql, dbl, radius=-1)
+
+
+def zero_one(codes):
+    return (np.asarray(codes) > 0).astype(np.int64)
+
+
+# every public entry point that takes codes and labels; data = (q, b, ql, dbl)
+ENTRY_POINTS = {
+    "map": lambda q, b, ql, dbl: mean_average_precision(q, b, ql, dbl),
+    "map_aware_at_k": lambda q, b, ql, dbl: mean_average_precision(q, b, ql, dbl, topk=3, ties="aware"),
+    "precision_at_n": lambda q, b, ql, dbl: precision_at_n(q, b, ql, dbl, [1]),
+    "pr_by_radius": lambda q, b, ql, dbl: precision_recall_by_radius(q, b, ql, dbl),
+    "precision_within_radius": lambda q, b, ql, dbl: precision_within_radius(q, b, ql, dbl),
+    "retrieval_report": lambda q, b, ql, dbl: evaluation.retrieval_report("asymmetric", q, b, ql, dbl, topk=5),
+}
+
+
+def bad_inputs(case):
+    q, b, ql, dbl = make_single(41, nq=4, n=12, k=6)
+    qm, bm, qlm, dblm = make_multi(42, nq=4, n=12, k=6)
+    nan_multi = qlm.astype(np.float64)
+    nan_multi[2, 1] = np.nan
+    inf_multi = dblm.astype(np.float32)
+    inf_multi[5, 0] = np.inf
+    twos = qlm.copy()
+    twos[1, 1] = 2
+    nan_single = ql.astype(np.float64)
+    nan_single[3] = np.nan
+    return {
+        "zero_bits": ((q[:, :0], b[:, :0], ql, dbl), r"query_codes has 0 bits \(shape \(4, 0\)\)"),
+        "zero_one_query": ((zero_one(q), b, ql, dbl),
+                           r"query_codes has values other than -1/\+1 \(found 0 and 1\): .*2 \* bits - 1"),
+        "zero_one_db": ((q, zero_one(b), ql, dbl), r"db_codes has values other than -1/\+1 \(found 0 and 1\)"),
+        "relaxed": ((q * 0.5, b, ql, dbl), r"query_codes has values other than -1/\+1 \(found -0.5 and 0.5\): "
+                                           r".*a2hlib\.codes\.binarize\(u\)"),
+        "sign_zeros": ((np.where(np.arange(6) == 0, 0, q), b, ql, dbl),
+                       r"\(found -1, 0 and 1\): zeros, as torch\.sign gives"),
+        "nan_codes": ((np.where(q > 0, np.nan, -1.0), b, ql, dbl), r"query_codes .*\(found -1 and nan\)"),
+        "bool_codes": ((q > 0, b, ql, dbl), "query_codes has dtype torch.bool"),
+        "nan_multi_hot": ((qm, bm, nan_multi, dblm), r"query_labels has NaN or infinite entries \(first at row 2"),
+        "inf_multi_hot": ((qm, bm, qlm, inf_multi), r"db_labels has NaN or infinite entries \(first at row 5"),
+        "nan_class_id": ((q, b, nan_single, dbl), r"query_labels has NaN or infinite entries \(first at row 3"),
+        "multi_hot_not_0_1": ((qm, bm, twos, dblm), r"query_labels is multi-hot with values other than 0/1 "
+                                                     r"\(found 0, 1 and 2\)"),
+        "fractional_ids": ((q, b, ql + 0.5, dbl), "query_labels has non-integer class ids"),
+        "query_rows": ((q, b, ql[:3], dbl), "query_labels has 3 rows but query_codes has 4"),
+        "db_rows": ((q, b, ql, dbl[:11]), "db_labels has 11 rows but db_codes has 12"),
+        "bit_counts": ((q, b[:, :5], ql, dbl), "query_codes have 6 bits but db_codes have 5"),
+    }[case]
+
+
+BAD_CASES = ["zero_bits", "zero_one_query", "zero_one_db", "relaxed", "sign_zeros", "nan_codes", "bool_codes",
+             "nan_multi_hot", "inf_multi_hot", "nan_class_id", "multi_hot_not_0_1", "fractional_ids",
+             "query_rows", "db_rows", "bit_counts"]
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_refused_with_a_message_naming_it(entry, case):
+    args, message = bad_inputs(case)
+    with pytest.raises(ValueError, match=message):
+        ENTRY_POINTS[entry](*args)
+    torch_args = [torch.from_numpy(np.asarray(a)) for a in args]
+    with pytest.raises(ValueError, match=message):
+        ENTRY_POINTS[entry](*torch_args)
+
+
+def test_retrieval_report_takes_sign_codes_only():
+    """0/1 codes used to be binarised to all +1 (every item tied): now refused."""
+    q, b, ql, dbl = make_single(43, nq=6, n=40, k=8)
+    report = evaluation.retrieval_report("asymmetric", q, b, ql, dbl, topk=10)
+    assert report.scalars["map_all_stable"] == pytest.approx(ref_map(q, b, ql, dbl), abs=TOL)
+    assert report.scalars["map_at_10"] == pytest.approx(ref_map(q, b, ql, dbl, topk=10), abs=TOL)
+    assert report.scalars["map_all_aware"] == pytest.approx(ref_map_aware_closed(q, b, ql, dbl), abs=TOL)
+    with pytest.raises(ValueError, match="query_codes has values other than -1/"):
+        evaluation.retrieval_report("asymmetric", zero_one(q), b, ql, dbl)
+    with pytest.raises(ValueError, match="topk must be a positive integer"):
+        evaluation.retrieval_report("asymmetric", q, b, ql, dbl, topk=0)
+
+
+def test_top_k_and_random_baseline_refuse_bad_input():
+    q, b, ql, dbl = make_single(44, nq=3, n=10, k=6)
+    with pytest.raises(ValueError, match="query_codes has 0 bits"):
+        evaluation.top_k(q[:, :0], b[:, :0], 3)
+    with pytest.raises(ValueError, match=r"db_codes has values other than -1/\+1 \(found 0 and 1\)"):
+        evaluation.top_k(q, zero_one(b), 3)
+    with pytest.raises(ValueError, match="query_codes have 6 bits but db_codes have 4"):
+        evaluation.top_k(q, b[:, :4], 3)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        evaluation.top_k(q, b, 0)
+    with pytest.raises(ValueError, match="code_length must be a positive integer, got 0"):
+        evaluation.random_code_baseline(ql, dbl, 0)
+    nan_labels = dbl.astype(float)
+    nan_labels[4] = np.nan
+    with pytest.raises(ValueError, match="db_labels has NaN or infinite entries"):
+        evaluation.random_code_baseline(ql, nan_labels, 8)
+
+
+def test_query_map_checks_the_database_before_encoding(blob_dataset, monkeypatch):
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded the queries before checking the database")
+
+    monkeypatch.setattr(evaluation, "hash_codes", no_encoding)
+    n = len(blob_dataset)
+    db = np.where(np.arange(n * 8).reshape(n, 8) % 3 == 0, 1, -1)
+    with pytest.raises(ValueError, match=r"db_codes has values other than -1/\+1 \(found 0 and 1\)"):
+        evaluation.query_map(None, blob_dataset, zero_one(db), blob_dataset.targets)
+    with pytest.raises(ValueError, match="db_codes has 0 bits"):
+        evaluation.query_map(None, blob_dataset, db[:, :0], blob_dataset.targets)
+    with pytest.raises(ValueError, match=f"db_labels has {n - 1} rows but db_codes has {n}"):
+        evaluation.query_map(None, blob_dataset, db, blob_dataset.targets[1:])
