@@ -1,5 +1,5 @@
 """Attributions of hash codes with Captum: which pixels a bit, or a query-to-database similarity,
-rests on. Introduced in `notebooks/04_simplicity_bias.ipynb` (METHOD.md §8, claim 2).
+rests on. Introduced in `notebooks/04_simplicity_bias.ipynb` (docs/METHOD.md §9, claim 2).
 
 Captum attributes **one scalar per example**, so a hashing network (k outputs) is wrapped in a
 *target* module that maps a batch of images (B×3×H×W) to B scalars:

@@ -1,6 +1,6 @@
 """Bit × attribute correspondence: which visual attributes does each hash bit encode?
 
-METHOD.md §8 claim 1 ("individual bits correspond to visual attributes"), measured against ground
+docs/METHOD.md §9, claim 1 ("individual bits correspond to visual attributes"), measured against ground
 truth in `notebooks/05_bit_attributes.ipynb`, which explains every choice below.
 
 Measures, for every bit j and binary attribute a (arrays are bits × attributes, k×A):

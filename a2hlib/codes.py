@@ -1,6 +1,6 @@
 """Binary hash codes: binarisation with sign(0) = +1, bit packing and Hamming distances.
 
-Introduced in `notebooks/03_retrieval_evaluation.ipynb` (METHOD.md §6). Codes are ±1 matrices
+Introduced in `notebooks/03_retrieval_evaluation.ipynb` (docs/METHOD.md §5). Codes are ±1 matrices
 (n × k); the Hamming distance of two ±1 codes is d = (k − qᵀb) / 2, and on packed bits it is
 popcount(q xor b). Both give the same integers.
 """

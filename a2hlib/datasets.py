@@ -6,7 +6,7 @@ docs/ARCHITECTURE.md: `ds[i] -> (FloatTensor 3×S×S normalised with ImageNet me
 `i` is the position inside the dataset (what the ADSH loop uses to index its code matrices);
 `ds.indices[i]` is the row of the manifest.
 
-Transforms follow METHOD.md §4, scaled to the configured input size S: training uses
+Transforms follow docs/METHOD.md §4, scaled to the configured input size S: training uses
 RandomResizedCrop(S) + horizontal flip, testing Resize(round(S·256/224)) + CenterCrop(S).
 Images are decoded with PIL (torchvision.io cannot decode on the CPU-only install).
 """

@@ -1,6 +1,6 @@
 """Retrieval evaluation of a trained run: the numbers of `notebooks/03_retrieval_evaluation.ipynb`.
 
-Two protocols (METHOD.md §1): `asymmetric` (database = the learned codes B, as in ADSH and the
+Two protocols (docs/METHOD.md §1): `asymmetric` (database = the learned codes B, as in ADSH and the
 paper) and `symmetric` (database encoded by the network). Every mAP is reported under both tie
 rules: `stable` (ties ranked by database index) and `aware` (expected AP over random tie orders).
 """

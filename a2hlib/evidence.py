@@ -1,6 +1,6 @@
 """Numbers from attribution maps: where the evidence lies and how concentrated it is.
 
-Introduced in `notebooks/04_simplicity_bias.ipynb` (METHOD.md §8, claim 2). Every measure takes
+Introduced in `notebooks/04_simplicity_bias.ipynb` (docs/METHOD.md §9, claim 2). Every measure takes
 maps of shape B×H×W (or one H×W map) from `a2hlib.attribution.attribute` and returns one value
 per map (a numpy array of length B):
 

@@ -1,4 +1,4 @@
-"""Losses of ADSH, A²-Net and A²-Net++ (METHOD.md §3), returned as a dict of named terms.
+"""Losses of ADSH, A²-Net and A²-Net++ (docs/METHOD.md §3), returned as a dict of named terms.
 
 Explained, with the schedule plotted, in `notebooks/02_training.ipynb`.
 

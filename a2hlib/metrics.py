@@ -1,7 +1,7 @@
 """Retrieval metrics over a Hamming ranking: mAP (stable or tie-aware), mAP@k, precision@N,
 precision–recall by Hamming radius, precision within radius 2.
 
-Introduced in `notebooks/03_retrieval_evaluation.ipynb` (METHOD.md §1 and §6).
+Introduced in `notebooks/03_retrieval_evaluation.ipynb` (docs/METHOD.md §1 and §5).
 
 Conventions shared by every function here:
 

@@ -1,6 +1,6 @@
 """The hashing networks: `adsh` (baseline), `a2net` and `a2netpp` (A²-Net++), one code path.
 
-Walk-through with shapes: `notebooks/00_overview.ipynb`. METHOD.md §2 is the spec.
+Walk-through with shapes: `notebooks/00_overview.ipynb`. docs/METHOD.md §2 is the spec.
 
 - stem T = conv1…layer3(I)                     B×C3×h×w
 - global branch g = pool(layer4_g(T))          B×C4

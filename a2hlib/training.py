@@ -1,4 +1,4 @@
-"""The ADSH asymmetric training loop used by A²-Net and A²-Net++ (METHOD.md §4).
+"""The ADSH asymmetric training loop used by A²-Net and A²-Net++ (docs/METHOD.md §4).
 
 Explained step by step in `notebooks/02_training.ipynb`.
 

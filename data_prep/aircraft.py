@@ -1,4 +1,4 @@
-"""FGVC-Aircraft (variant level) -> manifest (METHOD.md §5)."""
+"""FGVC-Aircraft (variant level) -> manifest (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,4 @@
-"""CIFAR-10 (hashing-lineage protocol) -> manifest + extracted PNGs (METHOD.md §5)."""
+"""CIFAR-10 (hashing-lineage protocol) -> manifest + extracted PNGs (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""CUB-200-2011 -> manifest + attributes.npz + parts.npz (METHOD.md §5)."""
+"""CUB-200-2011 -> manifest + attributes.npz + parts.npz (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib

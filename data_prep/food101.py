@@ -1,4 +1,4 @@
-"""Food-101 -> manifest (METHOD.md §5)."""
+"""Food-101 -> manifest (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib

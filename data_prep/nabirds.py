@@ -1,4 +1,4 @@
-"""NABirds -> manifest (METHOD.md §5): sparse class ids remapped to 0..554."""
+"""NABirds -> manifest (docs/METHOD.md §7): sparse class ids remapped to 0..554."""
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,4 @@
-"""NUS-WIDE, 21 most frequent concepts (multi-label) -> manifest (METHOD.md §5)."""
+"""NUS-WIDE, 21 most frequent concepts (multi-label) -> manifest (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,4 @@
-"""Stanford Dogs -> manifest (METHOD.md §5)."""
+"""Stanford Dogs -> manifest (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib

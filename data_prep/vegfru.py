@@ -1,4 +1,4 @@
-"""VegFru -> manifest (METHOD.md §5)."""
+"""VegFru -> manifest (docs/METHOD.md §7)."""
 from __future__ import annotations
 
 import pathlib
@@ -21,7 +21,7 @@ Files read:
   vegfru_list/vegfru_val.txt     "<relative path> <label>"         -> see --official-val
   vegfru_list/vegfru_test.txt    "<relative path> <label>"         -> query
   veg200_images/<class>/<file>.jpg, fru92_images/<class>/<file>.jpg  (paths as in the lists)
-Database = the train list alone (29,200 images): the count METHOD.md §5 gives and what the authors'
+Database = the train list alone (29,200 images): the count docs/METHOD.md §7 gives and what the authors'
 SEMICON loader does ("do not combine train and val"). The official val list becomes the 'val'
 split by default (excluded from training and retrieval); --official-val database merges it into the
 database (43,800 images), --official-val drop leaves it out.

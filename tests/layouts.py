@@ -1,4 +1,4 @@
-"""Builders of small copies of the raw dataset layouts of METHOD.md §5 (same file names and formats,
+"""Builders of small copies of the raw dataset layouts of docs/METHOD.md §7 (same file names and formats,
 a few tiny images per class). Each builder returns a `Layout`: the folder to pass as --root, the
 manifest rows the preparer must produce, and what else a test needs to know."""
 from __future__ import annotations
