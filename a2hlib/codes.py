@@ -1,8 +1,9 @@
-"""Binary hash codes: binarisation with sign(0) = +1, bit packing and Hamming distances.
+"""Binary hash codes: binarisation with sign(0) = +1, the check that codes are ±1, Hamming distances.
 
 Introduced in `notebooks/03_retrieval_evaluation.ipynb` (docs/METHOD.md §5). Codes are ±1 matrices
-(n × k); the Hamming distance of two ±1 codes is d = (k − qᵀb) / 2, and on packed bits it is
-popcount(q xor b). Both give the same integers.
+(n × k); the Hamming distance of two ±1 codes is d = (k − qᵀb) / 2. Every metric checks its codes
+with `check_codes` first, so 0/1 bits, zeros from `torch.sign` or relaxed values are refused
+with a message saying what to pass.
 """
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ import logging
 import numpy as np
 import torch
 
-__all__ = ["binarize", "pack_bits", "hamming_distance", "hamming_distance_packed"]
+__all__ = ["binarize", "check_codes", "hamming_distance"]
 
 _LOG = logging.getLogger(__name__)
 
-# popcount of every byte value, for numpy versions without np.bitwise_count
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-# bytes of the (m × n × words) xor intermediate in hamming_distance_packed, per query chunk
-_PACKED_CHUNK_BYTES = 64 * 2**20
 
 
 def binarize(u):
@@ -41,88 +38,52 @@ def binarize(u):
     return np.where(a >= 0, np.int8(1), np.int8(-1))
 
 
-def _pm1_numpy(codes, name: str) -> np.ndarray:
-    """A (n × k) numpy view of ±1 codes (torch or numpy), checked."""
+def _value_list(values: np.ndarray) -> str:
+    """'0 and 1', '-0.5, 0.25 and 3', or 'nan, 0.1, … (812 distinct values)' for a message."""
+    values = np.unique(values)  # NaN sorts last; equal NaNs collapse on numpy >= 1.21
+    shown = [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:4].tolist()]
+    if len(values) > 4:
+        return f"{', '.join(shown)}, … ({len(values)} distinct values)"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def check_codes(codes, name: str) -> torch.Tensor:
+    """±1 codes (numpy or torch, n × k, k >= 1) as a float32 CPU tensor; a ValueError naming
+    `name` and saying what to pass otherwise. One vectorised pass over the matrix."""
     if isinstance(codes, torch.Tensor):
-        codes = codes.detach().cpu().numpy()
-    a = np.asarray(codes)
-    if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (n × k) code matrix, got shape {a.shape}")
-    if a.dtype == bool or not np.all((a == 1) | (a == -1)):
-        raise ValueError(f"{name}: codes must contain only -1 and +1 (use a2hlib.codes.binarize)")
-    return a
-
-
-def pack_bits(codes) -> np.ndarray:
-    """Pack ±1 codes (n × k, torch or numpy) into uint8 bytes (n × ceil(k/8)).
-
-    +1 becomes bit 1, −1 bit 0; bit j goes to byte j // 8, most significant bit first
-    (np.packbits' order); padding bits are 0. See `notebooks/03_retrieval_evaluation.ipynb`.
-    """
-    a = _pm1_numpy(codes, "pack_bits")
-    return np.packbits(a > 0, axis=1)
-
-
-def hamming_distance(query_codes, db_codes):
-    """Hamming distances (m × n) between ±1 codes, d = (k − qᵀb) / 2.
-
-    Torch query codes give a torch int64 tensor (on the query's device); otherwise a numpy int64
-    array. See `notebooks/03_retrieval_evaluation.ipynb`.
-    """
-    if isinstance(query_codes, torch.Tensor):
-        q = query_codes
-        b = torch.as_tensor(db_codes, device=q.device) if not isinstance(db_codes, torch.Tensor) \
-            else db_codes.to(q.device)
-        _check_pm1_torch(q, "query_codes")
-        _check_pm1_torch(b, "db_codes")
-        if q.shape[1] != b.shape[1]:
-            raise ValueError(f"code lengths differ: {q.shape[1]} vs {b.shape[1]}")
-        k = q.shape[1]
-        # float64 keeps the inner product exact for any practical k
-        ip = q.to(torch.float64) @ b.to(torch.float64).T
-        return ((k - ip) / 2).round().to(torch.int64)
-    q = _pm1_numpy(query_codes, "query_codes")
-    b = _pm1_numpy(db_codes, "db_codes")
-    if q.shape[1] != b.shape[1]:
-        raise ValueError(f"code lengths differ: {q.shape[1]} vs {b.shape[1]}")
-    k = q.shape[1]
-    ip = q.astype(np.int64) @ b.astype(np.int64).T
-    return (k - ip) // 2
-
-
-def _check_pm1_torch(t: torch.Tensor, name: str) -> None:
+        t = codes.detach().to("cpu")
+    else:
+        a = np.asarray(codes)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} has dtype {a.dtype}: pass a numeric matrix of -1/+1 codes")
+        t = torch.from_numpy(np.ascontiguousarray(a))
     if t.dim() != 2:
         raise ValueError(f"{name}: expected a 2-D (n × k) code matrix, got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or not bool(((t == 1) | (t == -1)).all()):
-        raise ValueError(f"{name}: codes must contain only -1 and +1 (use a2hlib.codes.binarize)")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has 0 bits (shape {tuple(t.shape)}): pass codes with at least one bit")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} has dtype {t.dtype}: pass -1/+1 codes (bits b in 0/1 become 2 * b - 1)")
+    ok = (t == 1) | (t == -1)
+    if not bool(ok.all()):
+        found = t.to(torch.float64).numpy()
+        zero = t == 0
+        if bool((zero | (t == 1)).all()):
+            advice = "these look like 0/1 bits: pass 2 * bits - 1"
+        elif bool((zero | ok).all()):
+            advice = "zeros, as torch.sign gives: pass a2hlib.codes.binarize(u), where sign(0) = +1"
+        else:
+            advice = "pass sign codes, e.g. a2hlib.codes.binarize(u) of the real-valued outputs u"
+        raise ValueError(f"{name} has values other than -1/+1 (found {_value_list(found)}): {advice}")
+    return t.to(torch.float32)
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x)
-    return _POPCOUNT8[x]
-
-
-def hamming_distance_packed(query_packed: np.ndarray, db_packed: np.ndarray) -> np.ndarray:
-    """Hamming distances (m × n, int64) between packed codes from `pack_bits`: popcount(q xor b).
-
-    Equal, entry for entry, to `hamming_distance` on the unpacked ±1 codes. Uses
-    np.bitwise_count where numpy has it, else a 256-entry byte table. See
-    `notebooks/03_retrieval_evaluation.ipynb`.
-    """
-    qp = np.asarray(query_packed)
-    dp = np.asarray(db_packed)
-    if qp.dtype != np.uint8 or dp.dtype != np.uint8 or qp.ndim != 2 or dp.ndim != 2:
-        raise ValueError("hamming_distance_packed: expected 2-D uint8 arrays from pack_bits")
-    if qp.shape[1] != dp.shape[1]:
-        raise ValueError(f"packed widths differ: {qp.shape[1]} vs {dp.shape[1]} bytes")
-    m, n, w = qp.shape[0], dp.shape[0], qp.shape[1]
-    out = np.empty((m, n), dtype=np.int64)
-    if w == 0:
-        out.fill(0)
-        return out
-    step = max(1, _PACKED_CHUNK_BYTES // max(1, n * w))
-    for a in range(0, m, step):
-        x = np.bitwise_xor(qp[a:a + step, None, :], dp[None, :, :])
-        np.sum(_popcount(x), axis=2, dtype=np.int64, out=out[a:a + step])
-    return out
+def hamming_distance(query_codes, db_codes) -> torch.Tensor:
+    """Hamming distances (m × n, int64, CPU) between ±1 codes (numpy or torch): d = (k − qᵀb) / 2.
+    See `notebooks/03_retrieval_evaluation.ipynb`."""
+    q, b = check_codes(query_codes, "query_codes"), check_codes(db_codes, "db_codes")
+    if q.shape[1] != b.shape[1]:
+        raise ValueError(f"query_codes have {q.shape[1]} bits but db_codes have {b.shape[1]}: "
+                         "encode both with the same code length")
+    k = q.shape[1]
+    # float64 keeps the inner product exact for any practical k
+    return ((k - q.to(torch.float64) @ b.to(torch.float64).T) / 2).round().to(torch.int64)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from a2hlib import metrics
-from a2hlib.codes import binarize
+from a2hlib.codes import binarize, check_codes
 
 
 @dataclass
@@ -36,10 +36,10 @@ def retrieval_report(protocol: str, query_codes, db_codes, query_labels, db_labe
     """mAP@all (stable and tie-aware), mAP@topk, P@r≤2, precision@N and PR-by-radius curves.
 
     query_codes, db_codes: ±1 codes (`hash_codes`, or the learned B), never relaxed outputs or 0/1
-    bits; anything else is refused (see `a2hlib.metrics.check_codes`) before any metric runs."""
+    bits; anything else is refused (see `a2hlib.codes.check_codes`) before any metric runs."""
     topk = _positive_int(topk, "topk")
-    q = metrics.check_codes(query_codes, "query_codes")
-    d = metrics.check_codes(db_codes, "db_codes")
+    q = check_codes(query_codes, "query_codes")
+    d = check_codes(db_codes, "db_codes")
     metrics.check_labels(query_labels, "query_labels", len(q), "query_codes")
     metrics.check_labels(db_labels, "db_labels", len(d), "db_codes")
     ql, dl = torch.as_tensor(query_labels), torch.as_tensor(db_labels)
@@ -82,7 +82,7 @@ def query_map(model, queries, db_codes: torch.Tensor, db_labels, device: str | t
     The database codes and all labels are checked before the queries are encoded."""
     if ties not in ("stable", "aware"):
         raise ValueError(f"ties must be 'stable' or 'aware', got {ties!r}")
-    d = metrics.check_codes(db_codes, "db_codes")
+    d = check_codes(db_codes, "db_codes")
     metrics.check_labels(db_labels, "db_labels", len(d), "db_codes")
     metrics.check_labels(queries.targets, "queries.targets", len(queries), "queries")
     return metrics.mean_average_precision(hash_codes(model, queries, device), d, queries.targets,
@@ -93,9 +93,4 @@ def top_k(query_codes, db_codes, k: int) -> np.ndarray:
     """Indices (q×k) of the k nearest database codes by Hamming distance, ties by database index."""
     from a2hlib.codes import hamming_distance
     k = _positive_int(k, "k")
-    q = metrics.check_codes(query_codes, "query_codes")
-    d = metrics.check_codes(db_codes, "db_codes")
-    if q.shape[1] != d.shape[1]:
-        raise ValueError(f"query_codes have {q.shape[1]} bits but db_codes have {d.shape[1]}: "
-                         "encode both with the same code length")
-    return np.argsort(np.asarray(hamming_distance(q, d)), axis=1, kind="stable")[:, :k]
+    return np.argsort(hamming_distance(query_codes, db_codes).numpy(), axis=1, kind="stable")[:, :k]

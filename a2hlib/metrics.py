@@ -49,13 +49,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from a2hlib.codes import _value_list, check_codes
+
 __all__ = [
     "mean_average_precision",
     "precision_at_n",
     "precision_recall_by_radius",
     "precision_within_radius",
-    "check_codes",
     "check_labels",
+    "relevance",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -72,45 +74,6 @@ _MAX_BINS_PER_ITEM = 8
 
 # ----------------------------------------------------------------------------------------------
 # inputs
-
-
-def _value_list(values: np.ndarray) -> str:
-    """'0 and 1', '-0.5, 0.25 and 3', or 'nan, 0.1, … (812 distinct values)' for a message."""
-    values = np.unique(values)  # NaN sorts last; equal NaNs collapse on numpy >= 1.21
-    shown = [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in values[:4].tolist()]
-    if len(values) > 4:
-        return f"{', '.join(shown)}, … ({len(values)} distinct values)"
-    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
-
-
-def check_codes(codes, name: str) -> torch.Tensor:
-    """±1 codes (numpy or torch, n × k, k >= 1) as a float32 CPU tensor; a ValueError naming
-    `name` and saying what to pass otherwise. One vectorised pass over the matrix."""
-    if isinstance(codes, torch.Tensor):
-        t = codes.detach().to("cpu")
-    else:
-        a = np.asarray(codes)
-        if a.dtype.kind not in "biuf":
-            raise ValueError(f"{name} has dtype {a.dtype}: pass a numeric matrix of -1/+1 codes")
-        t = torch.from_numpy(np.ascontiguousarray(a))
-    if t.dim() != 2:
-        raise ValueError(f"{name}: expected a 2-D (n × k) code matrix, got shape {tuple(t.shape)}")
-    if t.shape[1] == 0:
-        raise ValueError(f"{name} has 0 bits (shape {tuple(t.shape)}): pass codes with at least one bit")
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"{name} has dtype {t.dtype}: pass -1/+1 codes (bits b in 0/1 become 2 * b - 1)")
-    ok = (t == 1) | (t == -1)
-    if not bool(ok.all()):
-        found = t.to(torch.float64).numpy()
-        zero = t == 0
-        if bool((zero | (t == 1)).all()):
-            advice = "these look like 0/1 bits: pass 2 * bits - 1"
-        elif bool((zero | ok).all()):
-            advice = "zeros, as torch.sign gives: pass a2hlib.codes.binarize(u), where sign(0) = +1"
-        else:
-            advice = "pass sign codes, e.g. a2hlib.codes.binarize(u) of the real-valued outputs u"
-        raise ValueError(f"{name} has values other than -1/+1 (found {_value_list(found)}): {advice}")
-    return t.to(torch.float32)
 
 
 def check_labels(labels, name: str, rows: int | None = None, rows_of: str = "the codes") -> np.ndarray:
@@ -613,7 +576,7 @@ def precision_within_radius(query_codes, db_codes, query_labels, db_labels, radi
 def relevance(query_labels, db_labels) -> np.ndarray:
     """Boolean m×n matrix: database item j is relevant to query i (same class id, or for multi-hot
     labels at least one shared label). The rule every metric here uses; for small m·n (plots)."""
-    ql, dl = np.asarray(query_labels), np.asarray(db_labels)
+    ql, dl = check_labels(query_labels, "query_labels"), check_labels(db_labels, "db_labels")
     if ql.ndim == 1 and dl.ndim == 1:
         return ql[:, None] == dl[None, :]
     if ql.ndim == 2 and dl.ndim == 2:

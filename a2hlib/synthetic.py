@@ -480,14 +480,13 @@ def _generate_split(cfg: SyntheticConfig, defs: list[dict[str, str]], labels: np
         "pattern": np.array([ATTRIBUTE_VALUES["wing_pattern"].index(d["wing_pattern"]) for d in defs]),
         "crest": np.array([d["crest"] == "present" for d in defs]),
     }
+    draws = _Draws(rot=rot, flip=flip, scale=scale, tx=tx, ty=ty, wing_up=wing_up, legs=legs, jit=shape_jit,
+                   pcol=part_col, bg_kind=bg_kind, bg_cols=bg_cols, grid=grid, stripe=stripe)
     out = {k: [] for k in ("images", "part_masks", "object_masks", "shortcut_masks")}
     for ci, start in enumerate(range(0, n, chunk)):
         sl = slice(start, min(n, start + chunk))
         lab = labels[sl]
-        im, pm, om = _render(
-            cfg, lab, cls, cls_tail, rot[sl], flip[sl], scale[sl], tx[sl], ty[sl], wing_up[sl],
-            legs[sl], shape_jit[sl], part_col[sl], bg_kind[sl], bg_cols[sl], grid[sl], stripe[sl],
-            cfg.background == "plain")
+        im, pm, om = _render(cfg, lab, cls, cls_tail, draws.rows(sl), plain=cfg.background == "plain")
         # lighting and noise at output resolution
         mean = im.mean((1, 2, 3), keepdims=True)
         im = ((im - mean) * _col(contrast[sl])[..., None] + mean) * _col(bright[sl])[..., None]
@@ -518,9 +517,34 @@ def _generate_split(cfg: SyntheticConfig, defs: list[dict[str, str]], labels: np
     return res
 
 
-def _render(cfg, lab, cls, cls_tail, rot, flip, scale, tx, ty, wing_up, legs, jit, pcol,
-            bg_kind, bg_cols, grid, stripe, plain):
+@dataclasses.dataclass
+class _Draws:
+    """Per-image random draws of one split (arrays with one row per image): pose, nuisance parts,
+    shape jitter, part colours and background."""
+
+    rot: np.ndarray       # rotation (radians)
+    flip: np.ndarray      # horizontal flip (bool)
+    scale: np.ndarray     # bird length in output pixels
+    tx: np.ndarray        # translation x (output pixels)
+    ty: np.ndarray        # translation y
+    wing_up: np.ndarray   # nuisance: wing raised
+    legs: np.ndarray      # nuisance: legs visible
+    jit: np.ndarray       # shape jitter factors
+    pcol: np.ndarray      # per-part colour offsets
+    bg_kind: np.ndarray   # background: stripes (True) or noise
+    bg_cols: np.ndarray   # background colours
+    grid: np.ndarray      # noise background grid
+    stripe: np.ndarray    # stripe angle, period, phase
+
+    def rows(self, sl: slice) -> "_Draws":
+        return _Draws(**{f.name: getattr(self, f.name)[sl] for f in dataclasses.fields(self)})
+
+
+def _render(cfg, lab, cls, cls_tail, draws: _Draws, *, plain: bool):
     """Render one chunk at supersample*S; return float image (B,S,S,3), part masks, object mask."""
+    rot, flip, scale, tx, ty = draws.rot, draws.flip, draws.scale, draws.tx, draws.ty
+    wing_up, legs, jit, pcol = draws.wing_up, draws.legs, draws.jit, draws.pcol
+    bg_kind, bg_cols, grid, stripe = draws.bg_kind, draws.bg_cols, draws.grid, draws.stripe
     B, S, ss = len(lab), cfg.image_size, cfg.supersample
     R = S * ss
     xs = ((np.arange(R, dtype=np.float32) + 0.5) / ss)

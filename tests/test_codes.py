@@ -42,56 +42,26 @@ def test_binarize_rejects_nan():
         codes.binarize(torch.tensor([np.nan]))
 
 
-@pytest.mark.parametrize("k", [1, 7, 8, 12, 48, 65])
-def test_pack_bits_shape_and_bits(k):
-    rng = np.random.default_rng(k)
-    c = random_codes(rng, 9, k)
-    p = codes.pack_bits(c)
-    assert p.dtype == np.uint8 and p.shape == (9, (k + 7) // 8)
-    for i in range(9):
-        for j in range(k):
-            bit = (p[i, j // 8] >> (7 - j % 8)) & 1
-            assert bit == (c[i, j] > 0)
-    assert np.array_equal(codes.pack_bits(torch.from_numpy(c).float()), p)
-
-
 @pytest.mark.parametrize("k", [1, 8, 12, 48, 65])
-def test_hamming_distance_matches_loop_and_packed(k):
+def test_hamming_distance_matches_loop(k):
     rng = np.random.default_rng(100 + k)
     q, b = random_codes(rng, 7, k), random_codes(rng, 11, k)
-    ref = loop_hamming(q, b)
     d = codes.hamming_distance(q, b)
-    assert d.dtype == np.int64 and np.array_equal(d, ref)
+    assert d.dtype == torch.int64 and np.array_equal(d.numpy(), loop_hamming(q, b))
     dt = codes.hamming_distance(torch.from_numpy(q).float(), torch.from_numpy(b).float())
-    assert dt.dtype == torch.int64 and np.array_equal(dt.numpy(), ref)
-    dp = codes.hamming_distance_packed(codes.pack_bits(q), codes.pack_bits(b))
-    assert np.array_equal(dp, ref)
+    assert torch.equal(dt, d)
 
 
-def test_packed_lookup_table_fallback(monkeypatch):
-    rng = np.random.default_rng(5)
-    q, b = random_codes(rng, 6, 48), random_codes(rng, 20, 48)
-    with_count = codes.hamming_distance_packed(codes.pack_bits(q), codes.pack_bits(b))
-    monkeypatch.delattr(np, "bitwise_count", raising=False)
-    without = codes.hamming_distance_packed(codes.pack_bits(q), codes.pack_bits(b))
-    assert np.array_equal(with_count, without)
-    assert np.array_equal(without, loop_hamming(q, b))
-
-
-def test_packed_chunking(monkeypatch):
-    monkeypatch.setattr(codes, "_PACKED_CHUNK_BYTES", 64)
-    rng = np.random.default_rng(6)
-    q, b = random_codes(rng, 13, 20), random_codes(rng, 17, 20)
-    assert np.array_equal(codes.hamming_distance_packed(codes.pack_bits(q), codes.pack_bits(b)),
-                          loop_hamming(q, b))
-
-
-def test_invalid_codes_raise():
-    with pytest.raises(ValueError):
-        codes.pack_bits(np.array([[0, 1, -1]]))
-    with pytest.raises(ValueError):
-        codes.hamming_distance(np.array([[1, 1]]), np.array([[1, 1, 1]]))
-    with pytest.raises(ValueError):
-        codes.hamming_distance(torch.tensor([[0.5, 1.0]]), torch.tensor([[1.0, 1.0]]))
-    with pytest.raises(ValueError):
-        codes.hamming_distance_packed(np.zeros((2, 1), np.uint8), np.zeros((2, 2), np.uint8))
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[0, 1, 1]]), "0/1 bits: pass 2 \\* bits - 1"),
+    (np.array([[0.0, 1.0, -1.0]]), "zeros, as torch.sign gives"),
+    (np.array([[0.5, 1.0, -1.0]]), "values other than -1/\\+1 \\(found -1, 0.5 and 1\\)"),
+    (np.zeros((3, 0)), "0 bits"),
+    (np.array([[True, False, True]]), "dtype torch.bool"),
+    (np.array([1, -1, 1]), "2-D"),
+])
+def test_invalid_codes_are_named_with_advice(bad, message):
+    with pytest.raises(ValueError, match="query_codes.*" + message):
+        codes.hamming_distance(bad, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="bits but db_codes have"):
+        codes.hamming_distance(np.ones((1, 2)), np.ones((1, 3)))

@@ -156,14 +156,18 @@ def test_edge_shapes_match_loop(k, n, nq):
     assert np.allclose(prec, ref_p, atol=TOL, rtol=0) and np.allclose(rec, ref_r, atol=TOL, rtol=0)
 
 
-def test_int8_products_exact_for_one_bit():
-    """torch._int_mm misreads 1 × n matrices with strides (1, 1); _prepare must avoid them."""
+def test_one_bit_codes_exact_on_whichever_product_path():
+    """torch._int_mm misreads 1 × n matrices with strides (1, 1); _prepare must avoid them. The
+    mAP of 1-bit codes must equal the plain loop whether the int8 or the float path runs."""
     rng = np.random.default_rng(50)
     q, b = random_codes(rng, 5, 1), random_codes(rng, 7, 1)
-    p = metrics._prepare(q, b, np.zeros(5, int), np.zeros(7, int))
-    if p.q.dtype == torch.int8:
-        got = torch._int_mm(p.q[torch.tensor([4, 0, 2])], p.b_t)
-        assert np.array_equal(got.numpy(), q[[4, 0, 2]].astype(int) @ b.T.astype(int))
+    ql, dbl = rng.integers(0, 2, 5), rng.integers(0, 2, 7)
+    assert mean_average_precision(q, b, ql, dbl) == pytest.approx(ref_map(q, b, ql, dbl), abs=1e-12)
+    p = metrics._prepare(q, b, ql, dbl)
+    assert p.q.dtype in (torch.int8, torch.float32)
+    rows = torch.tensor([4, 0, 2])
+    got = torch._int_mm(p.q[rows], p.b_t) if p.q.dtype == torch.int8 else p.q[rows] @ p.b_t
+    assert np.array_equal(got.numpy().astype(int), q[[4, 0, 2]].astype(int) @ b.T.astype(int))
 
 
 def test_per_query_ap_matches_loop():
