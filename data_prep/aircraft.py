@@ -37,20 +37,15 @@ def prepare(args) -> pathlib.Path:
     f_variants = common.require(base / "variants.txt", DOWNLOAD)
     class_names = [text.strip() for _, text in common.iter_lines(f_variants, empty_ok=False)]
     label_of = {name: k for k, name in enumerate(class_names)}
-    records = []
     sources = {"database": base / "images_variant_trainval.txt",
                "query": base / "images_variant_test.txt"}
-    for split, path in sources.items():
-        for line, (image_id, variant) in common.iter_fields(common.require(path, DOWNLOAD), 2,
-                                                            problems, rest=True):
-            rel, reason = common.clean_relpath(f"images/{image_id}.jpg")
-            if reason is None and variant not in label_of:
-                reason = f"variant {variant!r} is not in {f_variants}"
-            if reason is not None:
-                problems.bad(path, line, reason)
-                continue
-            records.append(common.Record(path=rel, split=split, label=label_of[variant],
-                                         source_id=image_id, file=str(path), line=line))
+
+    def entries(path):
+        for line, (image_id, variant) in common.iter_fields(path, 2, problems, rest=True):
+            reason = None if variant in label_of else f"variant {variant!r} is not in {f_variants}"
+            yield line, f"images/{image_id}.jpg", label_of.get(variant), image_id, reason
+
+    records = common.records_from_lists(sources, DOWNLOAD, problems, entries)
     records = common.verify_images(args, common.apply_limit(records, args.limit), base, problems)
     return common.finish(args, name="aircraft", records=records, class_names=class_names,
                          problems=problems, image_root=str(base), official_counts=OFFICIAL,

@@ -171,6 +171,24 @@ def read_id_table(path: pathlib.Path, problems: Problems, parse: Callable[[list[
     return out
 
 
+def records_from_lists(sources: dict[str, pathlib.Path], download: str, problems: Problems,
+                       entries: Callable[[pathlib.Path], Iterator[tuple[int, str, int | None, str, str | None]]]
+                       ) -> list[Record]:
+    """Records of split list files: `sources` maps a split to its list file (must exist),
+    `entries(path)` yields (line, relative image path, label, source id, reason) per entry; an
+    entry with a reason, or whose path is absolute or leaves the root, is a bad entry of that line."""
+    records = []
+    for split, path in sources.items():
+        for line, text, label, source_id, reason in entries(require(path, download)):
+            rel, path_reason = clean_relpath(text)
+            reason = path_reason or reason
+            if reason is not None:
+                problems.bad(path, line, reason)
+                continue
+            records.append(Record(path=rel, split=split, label=label, source_id=source_id, file=str(path), line=line))
+    return records
+
+
 def clean_relpath(text: str) -> tuple[str, str | None]:
     """(path in POSIX form, None) or (text, reason) when it is absolute or leaves the root."""
     p = text.strip()

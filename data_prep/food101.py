@@ -41,18 +41,15 @@ def prepare(args) -> pathlib.Path:
         pretty = [t.strip() for _, t in common.iter_lines(base / "meta/labels.txt")]
         class_names = pretty if len(pretty) == len(folders) else folders
     sources = {"database": base / "meta/train.txt", "query": base / "meta/test.txt"}
-    records = []
-    for split, path in sources.items():
-        for line, (entry,) in common.iter_fields(common.require(path, DOWNLOAD), 1, problems):
-            rel, reason = common.clean_relpath(f"images/{entry}.jpg")
+
+    def entries(path):
+        for line, (entry,) in common.iter_fields(path, 1, problems):
             folder = entry.split("/")[0]
-            if reason is None and (entry.count("/") != 1 or folder not in label_of):
-                reason = f"entry {entry!r} is not '<class>/<id>' with a class of meta/classes.txt"
-            if reason is not None:
-                problems.bad(path, line, reason)
-                continue
-            records.append(common.Record(path=rel, split=split, label=label_of[folder],
-                                         source_id=entry, file=str(path), line=line))
+            ok = entry.count("/") == 1 and folder in label_of
+            reason = None if ok else f"entry {entry!r} is not '<class>/<id>' with a class of meta/classes.txt"
+            yield line, f"images/{entry}.jpg", label_of.get(folder), entry, reason
+
+    records = common.records_from_lists(sources, DOWNLOAD, problems, entries)
     records = common.verify_images(args, common.apply_limit(records, args.limit), base, problems)
     return common.finish(args, name="food101", records=records, class_names=class_names,
                          problems=problems, image_root=str(base), official_counts=OFFICIAL,
