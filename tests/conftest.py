@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from a2hlib.datasets import IMAGENET_MEAN, IMAGENET_STD
+from a2hlib.notebook import set_threads
 
 TEST_DEVICE = os.environ.get("A2H_TEST_DEVICE", "cpu")
+set_threads(0)  # the notebooks' thread setting (A2H_THREADS, else the measured default): fast on busy machines
 
 
 class BlobDataset(torch.utils.data.Dataset):
