@@ -1,13 +1,14 @@
 """The main job (`make demo`): every notebook on the built-in dataset, figures, and the results table.
 
-    python -m a2hlib.demo [--runs-dir runs] [--figures-only]
+    python -m a2hlib.demo [--runs-dir runs] [--figures-only] [--devices 0,1 | --executor slurm ...]
 
 Steps (all through `a2hlib.batch`, papermill, cwd = notebooks/): prepare the synthetic birds (01);
 train and evaluate adsh, a2net, a2netpp at 12 and 24 bits with the `cpu` config (02, 03);
 simplicity-bias and bit↔attribute analyses (04, 05); the results table (06); the overview (00) on
 the trained a2netpp. Gallery figures go to `figures/`. Finished steps are skipped; `--figures-only`
 (`make figures`) re-executes every notebook, which retrains nothing that is finished (checkpoints
-are reused) and so only redraws the figures.
+are reused) and so only redraws the figures. The execution options are `a2hlib.batch`'s
+(`--devices`, `--executor`, `--timeout`, …): the six training points can run side by side.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path) -> list[batc
             showcase = step.output.parent
     out = steps[0].output.parent / f"{OVERVIEW}.ipynb"
     steps.append(batch.Step(OVERVIEW, out, {"run_dir": str(showcase), "code_length": max(BITS),
-                                            "figures_dir": str(FIGURES)}, out, "overview"))
+                                            "figures_dir": str(FIGURES)}, out, "overview", stage=batch.STAGE_REPORT))
     return steps
 
 
@@ -49,21 +50,18 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--figures-only", action="store_true", help="re-execute every notebook (no retraining)")
+    batch.add_execution_options(parser)
     args = parser.parse_args(argv)
+    batch.check_execution_options(args, parser)
     runs_dir = pathlib.Path(args.runs_dir)
     notebooks_dir = ROOT / "notebooks"
     start = time.perf_counter()
-    steps = demo_steps(runs_dir, notebooks_dir)
-    batch.check_parameters(steps, notebooks_dir)
-    batch.execute(steps, notebooks_dir, force=args.figures_only, timeout=3600, kernel="python3")
-    print(batch.summary(steps))
-    failed = [s for s in steps if s.status == "failed"]
+    status = batch.run(demo_steps(runs_dir, notebooks_dir), args, notebooks_dir, force=args.figures_only)
     table = runs_dir / "results.md"
     if table.exists():
         print("\n" + table.read_text())
-    print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; figures in {FIGURES}; "
-          f"{len(failed)} failed step(s)")
-    return 1 if failed else 0
+    print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; figures in {FIGURES}")
+    return status
 
 
 if __name__ == "__main__":

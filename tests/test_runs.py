@@ -41,3 +41,17 @@ def test_demo_plan_sends_gallery_figures_to_figures_dir(tmp_path):
     with_figures = {(s.notebook, s.parameters.get("model"), s.parameters.get("code_length"))
                     for s in steps if s.parameters.get("figures_dir") == str(demo.FIGURES)}
     assert (batch.TRAIN, "a2netpp", 24) in with_figures and (batch.TRAIN, "adsh", 12) not in with_figures
+
+
+def test_demo_runs_its_plan_stage_by_stage_through_the_batch_runner(tmp_path, monkeypatch, capsys):
+    import fake_notebooks  # papermill's stand-in (tests/fake_notebooks.py)
+    log = tmp_path / "executions.log"
+    monkeypatch.setenv("FAKE_NOTEBOOK_LOG", str(log))
+    monkeypatch.setenv("FAKE_NOTEBOOK_RENDEZVOUS", "2")  # the first two trainings run side by side
+    monkeypatch.setattr(batch, "run_notebook", fake_notebooks.run_notebook)
+    assert demo.main(["--runs-dir", str(tmp_path / "runs"), "--devices", "cpu,cpu"]) == 0
+    assert "17 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    order = [e["notebook"] for e in fake_notebooks.executions(log)]
+    assert order[0] == batch.PREPARE and order[-4:] == [batch.BIAS, batch.BITS, batch.RESULTS, demo.OVERVIEW]
+    assert sorted(order[1:13]) == [batch.TRAIN] * 6 + [batch.EVALUATE] * 6
+    assert len({e["pid"] for e in fake_notebooks.executions(log)}) == 2  # two cpu workers shared the work
