@@ -40,7 +40,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from a2hlib.fileio import read_json, write_json
-from a2hlib.notebook import RULES, declared_types, each, smoke_mode, smoke_paths
+from a2hlib.notebook import RULES, ParameterError, check, declared_types, each, smoke_mode, smoke_paths
 
 # a2hlib.runs (and so torch) is imported where it is used: workers and jobs import this module, and
 # only the notebooks they start need torch.
@@ -122,23 +122,24 @@ def parse_params(pairs: Sequence[str], option: str = "--param") -> dict[str, Any
 
 
 @functools.lru_cache(maxsize=None)
-def declared_parameters(notebooks_dir: pathlib.Path, name: str) -> frozenset[str]:
-    """Names in the `parameters` cell of notebooks_dir/name.ipynb."""
+def declared_parameters(notebooks_dir: pathlib.Path, name: str) -> dict[str, type]:
+    """The parameters (name → type) of the `parameters` cell of `<notebooks_dir>/<name>.ipynb`."""
     path = notebooks_dir / f"{name}.ipynb"
     if not path.exists():
         raise SystemExit(f"error: notebook {path} does not exist")
-    return frozenset(declared_types(path))
+    return declared_types(path)
 
 
-def check_parameters(steps: list[Step], notebooks_dir: pathlib.Path) -> None:
-    """Refuse any parameter a notebook does not declare, before anything runs."""
+def check_parameters(steps: list[Step], notebooks_dir: pathlib.Path, local: bool = True) -> None:
+    """Check every step's parameters with its notebook's own checks (`a2hlib.notebook.check`: unknown
+    names, types, allowed values) before any kernel starts; values given as text are coerced.
+    `local`: the steps run on this machine, so e.g. device='cuda' must find a GPU here."""
     for step in steps:
-        known = declared_parameters(notebooks_dir, step.notebook)
-        unknown = sorted(set(step.parameters) - known)
-        if unknown:
+        try:
+            step.parameters = check(step.parameters, declared_parameters(notebooks_dir, step.notebook), local=local)
+        except ParameterError as err:
             path = notebooks_dir / f"{step.notebook}.ipynb"
-            raise SystemExit(f"error: {path.name} has no parameter(s) {unknown}; it declares "
-                             f"{sorted(known)} (see `papermill --help-notebook {path}`)")
+            raise SystemExit(f"error: {path.name} ({step.point}): {err} (see `papermill --help-notebook {path}`)")
 
 
 def effective_runs_dir(runs_dir: str | os.PathLike) -> pathlib.Path:
@@ -485,7 +486,7 @@ def make_executor(args: argparse.Namespace, runs: pathlib.Path) -> Here | Device
 def run(steps: list[Step], args: argparse.Namespace, notebooks_dir: pathlib.Path, force: bool = False) -> int:
     """Check, execute and summarise planned steps (what `make grid` and `make demo` do); the
     exit status: 1 if any step failed, else 0."""
-    check_parameters(steps, notebooks_dir)
+    check_parameters(steps, notebooks_dir, local=args.executor != "slurm")
     grid = f"{socket.gethostname()}:{os.getpid()}:{time.strftime('%Y%m%dT%H%M%S')}"
     settings = Settings(notebooks_dir, force=force, timeout=args.timeout, kernel=args.kernel, grid=grid,
                         execute=run_notebook)  # looked up now: tests swap in a fake notebook runner

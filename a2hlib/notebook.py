@@ -89,9 +89,13 @@ def _config(v: str) -> str | None:
     return one_of(*sorted(CONFIGS))(v)
 
 
+def _device_name(v: str) -> str | None:
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
 def _device(v: str) -> str | None:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
-        return "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    if (problem := _device_name(v)) is not None:
+        return problem
     if v.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
@@ -196,10 +200,15 @@ def _example(declared: type) -> str:
     return {int: "12", float: "0.5", bool: "True", list: '"[0, 1]"', dict: "'{\"epochs\": 5}'"}.get(declared, "x")
 
 
-def check(values: dict[str, Any], declared: dict[str, type]) -> dict[str, Any]:
+# checks that need this machine's resources, and what replaces them for work that runs elsewhere
+_ONLY_HERE = {"device": _device_name}
+
+
+def check(values: dict[str, Any], declared: dict[str, type], local: bool = True) -> dict[str, Any]:
     """Coerce and check `values` (parameter name → value) of a notebook whose parameters cell
-    declares `declared` (name → type); returns the coerced values or raises one `ParameterError` listing every
-    problem. Names the notebook does not declare are refused too."""
+    declares `declared` (name → type); returns the coerced values or raises one `ParameterError`
+    listing every problem. Names the notebook does not declare are refused too. `local=False`
+    (work submitted to other machines) skips what depends on this machine, e.g. a GPU here."""
     problems, out = [], {}
     for name, value in values.items():
         if name not in declared:
@@ -211,7 +220,7 @@ def check(values: dict[str, Any], declared: dict[str, type]) -> dict[str, Any]:
         except ParameterError as err:
             problems.append(str(err))
             continue
-        rule = RULES.get(name)
+        rule = RULES.get(name) if local else _ONLY_HERE.get(name, RULES.get(name))
         problem = rule(value) if rule is not None and value is not None else None
         if problem:
             problems.append(f"parameter {name} = {value!r} {problem}")

@@ -58,6 +58,18 @@ def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.parametrize("param, message", [
+    ('overrides={"lr": "x"}', r"02_training.ipynb \(synthetic adsh 8b s0\): parameter overrides = .*'lr'.* is not a float"),
+    ("overrides={'seed': 1}", r"sets 'seed', which has its own parameter"),
+    ("topk=0", r"03_retrieval_evaluation.ipynb .*parameter topk = 0 must be ≥ 1"),
+])
+def test_bad_parameter_values_are_refused_before_any_kernel(tmp_path, param, message):
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit, match=message):
+        batch.main(["--models", "adsh", "--bits", "8", "--runs-dir", str(runs), "--param", param])
+    assert not runs.exists()
+
+
 def test_params_are_parsed_as_python_literals():
     assert batch.parse_params(["epochs=3", "lr=1e-3", "name=abc", "flags=[1, 2]"]) == {
         "epochs": 3, "lr": 1e-3, "name": "abc", "flags": [1, 2]}

@@ -51,6 +51,10 @@ def test_cuda_without_a_gpu_is_refused():
         notebook.check({"device": "cuda"}, DECLARED)
     with pytest.raises(ParameterError, match="must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         notebook.check({"device": "gpu"}, DECLARED)
+    # work submitted to other machines (SLURM): only the form of the name is checked here
+    assert notebook.check({"device": "cuda:1"}, DECLARED, local=False) == {"device": "cuda:1"}
+    with pytest.raises(ParameterError, match="must be 'auto'"):
+        notebook.check({"device": "gpu"}, DECLARED, local=False)
 
 
 def test_start_coerces_in_place_and_sets_up(monkeypatch, tmp_path):
