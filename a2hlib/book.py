@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS, DOCS = ROOT / "notebooks", ROOT / "docs"
 # documents staged next to the notebooks (repository layout kept, so the README's links work)
-DOCUMENTS = ("README.md", "docs/index.md", "docs/METHOD.md", "docs/ARCHITECTURE.md")
+FRONT = "docs/index.md"  # the site's root page, staged at the top next to README.md, which it includes
+DOCUMENTS = ("README.md", FRONT, "docs/METHOD.md", "docs/ARCHITECTURE.md")
 SHOWCASE = {"model": "a2netpp", "code_length": 24, "seed": 0}  # the run shown for 02 and 03
 PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
@@ -112,7 +113,7 @@ def stage(pages: list[Page], staging: pathlib.Path, smoke: bool, root: pathlib.P
     if staging.exists():
         shutil.rmtree(staging)
     for doc in DOCUMENTS:
-        target = staging / ("index.md" if doc == "docs/index.md" else doc)
+        target = staging / (pathlib.Path(doc).name if doc == FRONT else doc)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / doc, target)
     if (root / "figures").is_dir():
@@ -123,10 +124,13 @@ def stage(pages: list[Page], staging: pathlib.Path, smoke: bool, root: pathlib.P
         if page.problem:
             nb["cells"].insert(0, _banner("warning", f"This page shows the notebook **without outputs**: "
                                           f"{page.problem}. Run `make demo`, then `make book`."))
-        elif smoke:
-            nb["cells"].insert(0, _banner("note", "Built from a smoke run (`CI` set): tiny data and "
-                                          "schedules, so the numbers and figures mean nothing. "
-                                          "`make demo` then `make book` gives the real ones."))
+        else:
+            if page.warnings:
+                nb["cells"].insert(0, _banner("warning", "\n\n".join(page.warnings)))
+            if smoke:
+                nb["cells"].insert(0, _banner("note", "Built from a smoke run (`CI` set): tiny data and "
+                                              "schedules, so the numbers and figures mean nothing. "
+                                              "`make demo` then `make book` gives the real ones."))
         (staging / "notebooks" / page.source.name).write_text(json.dumps(nb, indent=1), encoding="utf-8")
 
 
@@ -154,7 +158,7 @@ def sphinx_build(staging: pathlib.Path, out: pathlib.Path, conf_dir: pathlib.Pat
 def build_book(runs_dir: str | os.PathLike, out: str | os.PathLike, allow_unexecuted: bool = False,
                notebooks_dir: pathlib.Path = NOTEBOOKS) -> tuple[pathlib.Path, list[Page], list[str]]:
     """Check, stage and build the site; (path of index.html, pages, Sphinx warnings)."""
-    from a2hlib.runs import smoke_mode
+    from a2hlib.notebook import smoke_mode
 
     for doc in DOCUMENTS:
         if not (ROOT / doc).exists():

@@ -20,6 +20,8 @@ myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = "A²-Net++ hashing workbook"
+html_static_path = ["_static"]
+html_css_files = ["book.css"]
 html_copy_source = False
 html_show_sourcelink = False
 html_show_copyright = False

@@ -125,8 +125,10 @@ def test_pages_show_outputs_figures_and_maths_and_say_what_they_are_built_from(s
     overview = (index.parent / "notebooks" / "00_overview.html").read_text()
     assert len(re.findall(r"<img[^>]+src=\"\.\./_images/", overview)) == 3  # the three figures of 00
     assert r"\(u=\tanh(Wx)\)" in overview and 'class="math' in overview  # inline maths for MathJax
-    assert "Built from a smoke run" in overview
+    assert "Built from a smoke run" in overview and "older version" not in overview  # executed from today's 00
     without = [p.name for p in pages if p.problem]
     assert without == ["01_data_preparation", "03_retrieval_evaluation", "04_simplicity_bias",
                        "05_bit_attributes", "06_results"]
-    assert "without outputs" in (index.parent / "notebooks" / "03_retrieval_evaluation.html").read_text()
+    unexecuted = (index.parent / "notebooks" / "03_retrieval_evaluation.html").read_text()
+    assert re.search(r'class="admonition warning">\s*<p class="admonition-title">Warning</p>\s*<p>This page shows '
+                     r'the notebook <strong>without outputs</strong>', unexecuted)
