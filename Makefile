@@ -5,10 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNS ?= runs
 export PYTHONHASHSEED := 0
-# Keep notebooks' progress bars and figures headless.
-export MPLBACKEND := Agg
+# No MPLBACKEND here: kernels inherit it, and with it set (e.g. Agg) notebooks under `make lab`,
+# `make demo` and `make grid` show no figures. Unset, ipykernel uses the inline backend; the tests
+# select Agg for themselves (tests/conftest.py).
+# `make lab` adds --allow-root only for root; extra options: make lab ARGS="--port 8890"
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup test demo figures grid bench clean-runs lab
+.PHONY: setup test demo figures grid bench clean-runs lab book
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +38,11 @@ grid: setup  ## a papermill grid: make grid ARGS="--datasets synthetic --models 
 bench: setup  ## mAP benchmark at Food-101 scale
 	$(PY) benchmarks/bench_map.py
 
-lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+lab: setup  ## JupyterLab on http://127.0.0.1:8888 (the URL with its token is printed); open 00_overview first
+	$(VENV)/bin/jupyter lab notebooks --ip 127.0.0.1 $(ALLOW_ROOT) $(ARGS)
+
+book: setup  ## static HTML site of the notebooks executed by `make demo` + docs, in build/book/html (offline)
+	$(PY) -m a2hlib.book --runs-dir $(RUNS) $(ARGS)
 
 clean-runs:
 	rm -rf $(RUNS)

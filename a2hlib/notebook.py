@@ -261,6 +261,8 @@ def smoke_paths(runs_dir: str, figures_dir: str, smoke: bool) -> tuple[str, str]
     """Smoke runs write under `<runs_dir>/smoke` (figures too), never over real runs or figures/."""
     if not smoke:
         return runs_dir, figures_dir
+    if not runs_dir:  # a notebook without a runs folder saves no figures in smoke mode
+        return "", ""
     runs_dir = os.path.join(runs_dir, "smoke")
     return runs_dir, (os.path.join(runs_dir, "figures") if figures_dir else "")
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
 import pytest
 import torch
 
 from a2hlib.datasets import IMAGENET_MEAN, IMAGENET_STD
 from a2hlib.notebook import set_threads
+from smoke_book import smoke_runs, smoke_site  # noqa: F401  (session fixtures of the book tests)
+
+# Figures drawn by the tests themselves need no screen. Not through MPLBACKEND: kernels started by
+# the tests (nbval, papermill) inherit the environment and would then show no inline figures.
+matplotlib.use("Agg")
 
 TEST_DEVICE = os.environ.get("A2H_TEST_DEVICE", "cpu")
 set_threads(0)  # the notebooks' thread setting (A2H_THREADS, else the measured default): fast on busy machines

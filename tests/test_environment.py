@@ -33,7 +33,7 @@ def conda_pins():
             section = stripped[:-1]
         elif section == "channels" and stripped.strip().startswith("- "):
             channels.append(stripped.strip()[2:])
-        elif section == "dependencies" and re.match(r"^  - [\w.-]+==", stripped):
+        elif section == "dependencies" and re.match(r"^ +- [\w.-]+==", stripped):  # conda or pip: entry
             name, version = stripped.strip()[2:].split("==")
             pins[name] = version
     return pins, channels

@@ -95,6 +95,7 @@ def test_smoke_paths_and_switch(monkeypatch):
     assert notebook.smoke_paths("r", "f", False) == ("r", "f")
     assert notebook.smoke_paths("r", "f", True) == ("r/smoke", "r/smoke/figures")
     assert notebook.smoke_paths("r", "", True) == ("r/smoke", "")
+    assert notebook.smoke_paths("", "../figures", True) == ("", "")  # never figures/ in smoke mode
     monkeypatch.setenv("CI", "false")
     assert not notebook.smoke_mode(False) and notebook.smoke_mode(True)
     monkeypatch.setenv("CI", "true")
