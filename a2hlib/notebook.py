@@ -105,10 +105,6 @@ def _device(v: str) -> str | None:
     return None
 
 
-def _existing_folder(v: str) -> str | None:
-    return None if not v or os.path.isdir(v) else "names no existing folder; leave it empty or fix the path"
-
-
 def _methods(v: list) -> str | None:
     from a2hlib.attribution import METHODS
     return each(one_of(*METHODS))(v)
@@ -160,7 +156,7 @@ RULES: dict[str, Rule] = {
     "shortcut_config": _config, "code_length": at_least(1), "shortcut_code_length": at_least(1),
     "seed": at_least(0), "seeds": each(at_least(0)), "natural_seeds": each(at_least(0)),
     "device": _device, "threads": at_least(0), "overrides": _overrides, "shortcut_overrides": _overrides,
-    "num_parts": at_least(1), "image_size": at_least(16), "batch": at_least(1), "run_dir": _existing_folder,
+    "num_parts": at_least(1), "image_size": at_least(16), "batch": at_least(1),
     "val_fraction": between(0.0, 0.9), "limit": at_least(0), "classes_shown": at_least(1),
     "samples_per_class": at_least(1), "topk": at_least(1), "num_examples": at_least(1), "shown": at_least(1),
     "methods": _methods, "shortcut_methods": _methods, "num_images": at_least(1), "ig_steps": at_least(1),
