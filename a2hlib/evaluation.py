@@ -7,6 +7,7 @@ rules: `stable` (ties ranked by database index) and `aware` (expected AP over ra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -87,6 +88,26 @@ def query_map(model, queries, db_codes: torch.Tensor, db_labels, device: str | t
     metrics.check_labels(queries.targets, "queries.targets", len(queries), "queries")
     return metrics.mean_average_precision(hash_codes(model, queries, device), d, queries.targets,
                                           torch.as_tensor(db_labels), ties=ties)
+
+
+def validation_selector(val_queries, db_labels, device: str | torch.device = "cpu",
+                        ties: str = "stable") -> Callable[[Any], float]:
+    """The `select` callable of `a2hlib.training.train`: the mAP@all of the val split (encoded by the
+    state's network) against the state's database codes B, after every outer iteration
+    (`notebooks/02_training.ipynb`). Never pass the query set here: it would select on the test set.
+    The labels and the tie rule are checked now, before any training."""
+    if ties not in ("stable", "aware"):
+        raise ValueError(f"ties must be 'stable' or 'aware', got {ties!r}")
+    if len(val_queries) == 0:
+        raise ValueError("val_queries is empty: prepare a val split (python -m data_prep NAME --val-fraction 0.1) "
+                         "or pass select=None")
+    metrics.check_labels(val_queries.targets, "val_queries.targets", len(val_queries), "val_queries")
+    metrics.check_labels(db_labels, "db_labels")
+
+    def select(state) -> float:
+        return query_map(state.model, val_queries, state.B, db_labels, device, ties)
+
+    return select
 
 
 def top_k(query_codes, db_codes, k: int) -> np.ndarray:

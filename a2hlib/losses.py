@@ -10,9 +10,13 @@ With k bits, a batch of b images, n database items and codes B ∈ {±1}^{n×k}:
 - dec    = mean((uᵀu − b·I)²) / (b·k)    (decorrelation of the k attribute dimensions)
 - image  = MSE(Î, I in [0, 1])            (A²-Net++ self-consistency; the official code compares
                                           with the ImageNet-normalised input, we de-normalise first)
+
+`codes_objective` is the objective J(B) that the discrete update of B minimises (METHOD §4.2), and
+`phase2_from` the first outer iteration of phase 2 (§3.3); both are walked through in 02.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -65,20 +69,60 @@ def schedule(variant: str, phase: int) -> LossWeights:
     return LossWeights(rec=float(second), dec=float(second), image=image)
 
 
+def phase2_from(outer_iterations: int, phase2_start: float = 0.5) -> int:
+    """First outer iteration (0-based) of phase 2: ⌊T · phase2_start⌋, the official `it == max_iter // 2`
+    for the default 0.5 (docs/METHOD.md §3.3; `notebooks/02_training.ipynb` marks it on the loss plot)."""
+    if outer_iterations < 1 or not 0.0 <= phase2_start <= 1.0:
+        raise ValueError(f"need outer_iterations ≥ 1 and 0 ≤ phase2_start ≤ 1, got {outer_iterations}, {phase2_start}")
+    return math.floor(outer_iterations * phase2_start)
+
+
 def hash_loss(u: torch.Tensor, B: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """(12/k) Σ_ij (k·S_ij − u_iᵀB_j)² / (b·n): u b×k, B n×k, S b×n (`notebooks/02_training.ipynb`)."""
     k = u.shape[1]
     return ((k * S - u @ B.t()) ** 2).sum() / (u.shape[0] * B.shape[0]) * 12 / k
 
 
 def quantization_loss(u: torch.Tensor, B_batch: torch.Tensor, n: int, gamma: float) -> torch.Tensor:
+    """(12/k) γ Σ_i ‖u_i − B_ω(i)‖² / (b·n): B_batch holds the batch images' own database rows."""
     k = u.shape[1]
     return ((u - B_batch) ** 2).sum() / (u.shape[0] * n) * gamma * 12 / k
 
 
 def decorrelation_loss(u: torch.Tensor) -> torch.Tensor:
+    """‖uᵀu − b·I‖_F² / (b·k³): the k code dimensions of a batch uncorrelated and equally used."""
     b, k = u.shape
     eye = torch.eye(k, device=u.device, dtype=u.dtype)
     return F.mse_loss(u.t() @ u, b * eye) / b / k
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """‖x̂ − x‖² / (b·D): the appearance vector x rebuilt from u by the tied decoder, x̂ = Wᵀu."""
+    return F.mse_loss(reconstruction, features)
+
+
+def image_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖Î − I‖² / (3·b·S²): the A²-Net++ generator's image against the input in [0, 1]
+    (`notebooks/00_overview.ipynb` shows both)."""
+    return F.mse_loss(image, target)
+
+
+def codes_objective(B: torch.Tensor, U: torch.Tensor, sample_index: torch.Tensor, S: torch.Tensor,
+                    gamma: float) -> torch.Tensor:
+    """J(B) = ‖U Bᵀ − k·S‖_F² + γ‖B_Ω − U‖_F², the objective that the bit-wise update of the database
+    codes minimises (docs/METHOD.md §4.2; `a2hlib.training.update_database_codes`).
+
+    B: n×k database codes; U: m×k relaxed codes of the sampled images Ω, which are the database rows
+    `sample_index`; S: m×n (soft) similarity. The hash and quantisation terms of one outer iteration,
+    summed over Ω without their positive factors. Derived and checked by brute force in
+    `notebooks/02_training.ipynb`. Returns a 0-dim float64 tensor.
+    """
+    B, U, S = B.double(), U.double(), S.double()
+    m, k = U.shape
+    if B.dim() != 2 or B.shape[1] != k or S.shape != (m, B.shape[0]) or len(sample_index) != m:
+        raise ValueError(f"codes_objective: need B n×k, U m×k, S m×n and m sample indices; got B {tuple(B.shape)}, "
+                         f"U {tuple(U.shape)}, S {tuple(S.shape)}, {len(sample_index)} indices")
+    return ((U @ B.t() - k * S) ** 2).sum() + gamma * ((B[sample_index] - U) ** 2).sum()
 
 
 def hashing_losses(outputs: dict[str, torch.Tensor], B: torch.Tensor, S: torch.Tensor,
@@ -98,14 +142,14 @@ def hashing_losses(outputs: dict[str, torch.Tensor], B: torch.Tensor, S: torch.T
     }
     if "reconstruction" in outputs:
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.rec > 0):
-            terms["rec"] = F.mse_loss(outputs["reconstruction"].float(), outputs["features"].float())
+            terms["rec"] = reconstruction_loss(outputs["reconstruction"].float(), outputs["features"].float())
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.dec > 0):
             terms["dec"] = decorrelation_loss(u)
     if "image" in outputs:
         if target_images is None:
             raise ValueError("the a2netpp image term needs target_images (the batch in [0, 1])")
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.image > 0):
-            terms["image"] = F.mse_loss(outputs["image"].float(), target_images.to(u))
+            terms["image"] = image_loss(outputs["image"].float(), target_images.to(u))
     total = sum(getattr(weights, name) * value for name, value in terms.items() if getattr(weights, name) > 0)
     terms["total"] = total
     return terms

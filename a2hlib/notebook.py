@@ -165,6 +165,7 @@ RULES: dict[str, Rule] = {
     "part_radius": between(0.0, 1.0), "deletion_fractions": each(between(0.0, 1.0), unique=True),
     "num_permutations": at_least(1), "quantile": between(0.5, 1.0), "min_certainty": between(1, 4),
     "min_positives": at_least(1), "gallery_bit": at_least(-1), "gallery_size": at_least(1),
+    "parts_timed": each(at_least(1)), "repeats": at_least(1),
 }
 
 

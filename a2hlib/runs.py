@@ -158,6 +158,18 @@ def ensure_run(runs_dir: str | os.PathLike, dataset: str, model: str, code_lengt
     return folder
 
 
+def demo_run(runs_dir: str | os.PathLike, code_length: int | None = None, *, smoke: bool = False,
+             model: str = "a2netpp", seed: int = 0, progress: bool = False) -> pathlib.Path:
+    """The folder of the demo's run of `model` (`a2hlib.demo`: its dataset, the `cpu` config, seed 0),
+    trained first when missing or unfinished (`ensure_run`; the `smoke` config in smoke mode).
+
+    code_length None: the demo's showcase, its longest code (`max(demo.BITS)`). What
+    `notebooks/00_overview.ipynb` explains when it is given no run folder."""
+    from a2hlib import demo
+    bits = max(demo.BITS) if code_length is None else code_length
+    return ensure_run(runs_dir, demo.DATASET, model, bits, seed, config="cpu", smoke=smoke, progress=progress)
+
+
 @dataclasses.dataclass
 class TrainedRun:
     """A finished run, loaded: the model (eval mode, on its device), database codes B, its config
