@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from a2hlib._compat import torchvision
 from a2hlib.backbones import build_backbone
+from a2hlib.datasets import BatchFeed, imagenet_stats, model_input, sequential_keys
 
 log = logging.getLogger(__name__)
 VARIANTS = ("adsh", "a2net", "a2netpp")
@@ -171,15 +172,31 @@ def build_model(variant: str, code_length: int, **options) -> HashingNet:
 
 @torch.no_grad()
 def encode(model: nn.Module, dataset, batch_size: int = 128, device: str | torch.device = "cpu",
-           amp: bool = False) -> torch.Tensor:
-    """Relaxed codes u (n×k, float32, on CPU) of every item of `dataset`, in dataset order."""
+           amp: bool | None = None, num_workers: int | None = None) -> torch.Tensor:
+    """Relaxed codes u (n×k, float32, on CPU) of every item of `dataset`, in dataset order
+    (`notebooks/03_retrieval_evaluation.ipynb`).
+
+    Batches come from `a2hlib.datasets.BatchFeed`: datasets with uint8 items are normalised on
+    `device` (the same numbers as their float items). `amp`: bf16 autocast (default: on CUDA);
+    `num_workers`: DataLoader processes (default: 4 on CUDA, 0 on CPU). On CUDA the batches travel
+    through pinned memory without blocking and the input is channels_last.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    amp = cuda if amp is None else amp
+    workers = (min(4, os.cpu_count() or 1) if cuda else 0) if num_workers is None else num_workers
+    feed = BatchFeed(dataset)
+    if feed.uint8 and hasattr(dataset, "ensure_cache"):
+        dataset.ensure_cache(workers)
+    loader = torch.utils.data.DataLoader(feed, batch_size=None, sampler=sequential_keys(len(dataset), batch_size),
+                                         num_workers=workers, pin_memory=cuda, generator=torch.Generator())
+    stats = imagenet_stats(device)
     was_training = model.training
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     chunks = []
-    device = torch.device(device)
     for images, _ in loader:
+        images = model_input(images.to(device, non_blocking=True), stats, channels_last=cuda)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            chunks.append(model(images.to(device)).float().cpu())
+            chunks.append(model(images).float())
     model.train(was_training)
-    return torch.cat(chunks)
+    return torch.cat(chunks).cpu() if chunks else torch.zeros(0, getattr(model, "code_length", 0))

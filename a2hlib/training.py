@@ -9,11 +9,19 @@ Explained step by step in `notebooks/02_training.ipynb`.
 
 A checkpoint (`a2hlib.checkpoints`) is written after every outer iteration; `train` resumes from it and then
 continues exactly as an uninterrupted run would (same B, same weights, same random draws).
+
+Speed (the same algorithm and numbers): one DataLoader serves the whole run (`OuterIterationSampler`
+draws each outer iteration's sample and batches; persistent workers, pinned memory on CUDA); datasets
+with uint8 items (`a2hlib.datasets.BatchFeed`) ship uint8 crops that are normalised on the device;
+a step (`TrainStep`) never waits for the device: loss terms stay there and reach `history` once
+per epoch, U stays there and is copied once per outer iteration. On CUDA: channels_last,
+cudnn.benchmark, bf16 autocast (`amp`), and `compile` for torch.compile.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -28,8 +36,8 @@ from tqdm.auto import tqdm
 from a2hlib.checkpoints import (load_checkpoint, model_from_checkpoint, model_from_state,  # noqa: F401
                                  restore_checkpoint, save_checkpoint)
 from a2hlib.codes import binarize
-from a2hlib.datasets import denormalize
-from a2hlib.losses import hashing_losses, schedule, similarity_matrix
+from a2hlib.datasets import BatchFeed, denormalize, imagenet_stats, model_input
+from a2hlib.losses import LossWeights, hashing_losses, schedule, similarity_matrix
 from a2hlib.models import HashingNet, build_model
 
 log = logging.getLogger(__name__)
@@ -63,7 +71,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = True                  # bf16 autocast on CUDA (ignored on CPU)
-    num_workers: int = 0
+    num_workers: int = 0              # DataLoader processes (persistent for the whole run)
+    compile: bool = False             # torch.compile the forward pass and losses (fewer kernel launches)
 
     def __post_init__(self):
         self.crop_scale = tuple(self.crop_scale)
@@ -175,9 +184,98 @@ def _lr_at(config: TrainConfig, iteration: int) -> float:
     return config.lr
 
 
+class OuterIterationSampler(torch.utils.data.Sampler):
+    """The batches of every outer iteration, for one DataLoader that serves the whole run
+    (`notebooks/02_training.ipynb`).
+
+    `draw(generator)` draws the next outer iteration: the sample Ω (m of the n database items),
+    then for each epoch the batch order, with exactly the generator calls that a fresh
+    `DataLoader(Subset(database, Ω), batch_size, shuffle=True, generator=generator)` per outer
+    iteration makes (per epoch: the loader's base seed, then RandomSampler's permutations), so a
+    seed gives the same samples and batches. Iterating yields the `BatchFeed` keys of the drawn
+    iteration, epoch after epoch: (augmentation seed = the epoch's base seed + batch number,
+    database indices of the batch). `rows[s]`: positions in Ω of step s's images.
+    """
+
+    def __init__(self, n: int, num_samples: int, batch_size: int, epochs: int):
+        if not 1 <= num_samples <= n:
+            raise ValueError(f"num_samples={num_samples} must be between 1 and the database size {n}")
+        self.n, self.num_samples, self.batch_size, self.epochs = n, num_samples, batch_size, epochs
+        self.sample = torch.empty(0, dtype=torch.long)
+        self.rows: list[torch.Tensor] = []
+        self.seeds: list[int] = []
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """Draw the next outer iteration's sample and batches; returns the sample (database indices)."""
+        sample = torch.randperm(self.n, generator=generator)[:self.num_samples]
+        rows, seeds = [], []
+        for _ in range(self.epochs):
+            base_seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+            order = torch.utils.data.BatchSampler(
+                torch.utils.data.RandomSampler(range(self.num_samples), generator=generator),
+                self.batch_size, drop_last=False)
+            for b, batch in enumerate(order):
+                rows.append(torch.tensor(batch, dtype=torch.long))
+                seeds.append(base_seed + b)
+        self.sample, self.rows, self.seeds = sample, rows, seeds
+        return sample
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        for seed, rows in zip(self.seeds, self.rows):
+            yield seed, self.sample[rows].tolist()
+
+
+class TrainStep:
+    """One optimisation step of the ADSH loop that never waits for the device (02_training).
+
+    `step(images, B, S_rows, db_index, weights) -> (terms, u)`: `images` is a `BatchFeed` batch
+    (uint8, normalised on the device, or normalised float), `B` the n×k codes and `S_rows` the
+    b×n similarity rows on the device, `db_index` the database rows of the batch. Returns the loss
+    terms (0-dim device tensors) and u (detached). On CUDA: channels_last input and bf16 autocast
+    (`config.amp`); `config.compile` runs the forward pass and losses through torch.compile.
+    """
+
+    def __init__(self, model: HashingNet, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 device: torch.device):
+        self.model, self.optimizer, self.gamma, self.device = model, optimizer, config.gamma, device
+        self.use_amp = config.amp and device.type == "cuda"
+        self.channels_last = device.type == "cuda"
+        self.stats = imagenet_stats(device)
+        self.losses = (torch.compile(self._losses, dynamic=False) if config.compile else self._losses)
+
+    def _losses(self, images: torch.Tensor, B: torch.Tensor, S_rows: torch.Tensor, db_index: torch.Tensor,
+                weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        images = model_input(images, self.stats, self.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            outputs = self.model.forward_all(images)
+        target = denormalize(images, self.stats) if "image" in outputs else None
+        return hashing_losses(outputs, B, S_rows, db_index, weights, self.gamma, target), outputs["u"].detach()
+
+    def __call__(self, images: torch.Tensor, B: torch.Tensor, S_rows: torch.Tensor, db_index: torch.Tensor,
+                 weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        terms, u = self.losses(images.to(self.device, non_blocking=True), B, S_rows, db_index, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        return terms, u
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy without blocking the host (through pinned memory on CUDA)."""
+    return (t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True)
+
+
 def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = None,
           select: Callable[[TrainState], float] | None = None, progress: bool = True) -> TrainState:
-    """Train `config.model` on `database` (item protocol of docs/ARCHITECTURE.md, train transform).
+    """Train `config.model` on `database` (item protocol of docs/ARCHITECTURE.md, train transform;
+    datasets with uint8 items take the fast path, see the module docstring).
 
     checkpoint: path written after every outer iteration; if it exists, training resumes from it.
     select: called after every outer iteration with the state; the highest score's model and B are
@@ -187,6 +285,8 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = _new_model(config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(config, model)
     targets = database.targets
     n, k = len(database), config.code_length
@@ -198,54 +298,70 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
     if path is not None and restore_checkpoint(path, state, optimizer, generator):
         log.info("resumed %s at outer iteration %d/%d", path, state.iteration, config.outer_iterations)
 
-    use_amp = config.amp and device.type == "cuda"
+    feed = BatchFeed(database)
+    if feed.uint8 and hasattr(database, "ensure_cache"):
+        database.ensure_cache(config.num_workers)  # decode once, in parallel, before the workers start
+    sampler = OuterIterationSampler(n, config.num_samples, config.batch_size, config.epochs)
+    loader = torch.utils.data.DataLoader(
+        feed, batch_size=None, sampler=sampler, num_workers=config.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed))  # worker seeds only; never the global RNG
+    step = TrainStep(model, optimizer, config, device)
     phase2_from = math.ceil(config.outer_iterations * config.phase2_start)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark or device.type == "cuda"
     bar = tqdm(total=config.outer_iterations, initial=state.iteration, desc=f"{config.model} {k} bits",
                disable=not progress)
-    while state.iteration < config.outer_iterations:
-        it = state.iteration
-        start = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(config, it)
-        weights = schedule(config.model, 2 if it >= phase2_from else 1)
-        sample = torch.randperm(n, generator=generator)[:config.num_samples]
-        S = similarity_matrix(targets[sample], targets, config.soft_similarity)  # m×n
-        U = torch.zeros(config.num_samples, k)
-        row_of = torch.full((n,), -1, dtype=torch.long)
-        row_of[sample] = torch.arange(config.num_samples)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(database, sample.tolist()), batch_size=config.batch_size,
-            shuffle=True, generator=generator, num_workers=config.num_workers, drop_last=False)
-        B_device, S_device = state.B.to(device), S.to(device)
-        model.train()
-        for epoch in tqdm(range(config.epochs), desc=f"iteration {it + 1}", leave=False, disable=not progress):
-            for images, db_index in loader:
-                rows = row_of[db_index]
-                images = images.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    outputs = model.forward_all(images)
-                target = denormalize(images) if "image" in outputs else None
-                terms = hashing_losses(outputs, B_device, S_device[rows.to(device)], db_index.to(device),
-                                       weights, config.gamma, target)
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizer.step()
-                U[rows] = outputs["u"].detach().float().cpu()
-                state.history.append({"iteration": it, "epoch": epoch,
-                                      **{name: float(v.detach()) for name, v in terms.items()}})
-        state.B = update_database_codes(state.B, U, sample, S, config.gamma)
-        state.iteration = it + 1
-        state.seconds += time.perf_counter() - start
-        if select is not None:
-            score = float(select(state))
-            state.selection.append({"iteration": state.iteration, "score": score})
-            if state.best_iteration is None or score > max(s["score"] for s in state.selection[:-1]):
-                state.best_iteration = state.iteration
-                state.best_state = {"model": copy.deepcopy(model.state_dict()), "B": state.B.clone()}
-        if path is not None:
-            save_checkpoint(path, state, optimizer, generator)
-        bar.update(1)
-        bar.set_postfix(loss=f"{state.history[-1]['total']:.3f}")
-    bar.close()
+    try:
+        while state.iteration < config.outer_iterations:
+            _outer_iteration(state, config, step, loader, sampler, generator, targets, phase2_from, progress)
+            if select is not None:
+                score = float(select(state))
+                state.selection.append({"iteration": state.iteration, "score": score})
+                if state.best_iteration is None or score > max(s["score"] for s in state.selection[:-1]):
+                    state.best_iteration = state.iteration
+                    state.best_state = {"model": copy.deepcopy(model.state_dict()), "B": state.B.clone()}
+            if path is not None:
+                save_checkpoint(path, state, optimizer, generator)
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.history[-1]['total']:.3f}")
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        bar.close()
+        del loader  # stops the persistent workers
     model.eval()
     return state
+
+
+def _outer_iteration(state: TrainState, config: TrainConfig, step: TrainStep, loader, sampler: OuterIterationSampler,
+                     generator: torch.Generator, targets: torch.Tensor, phase2_from: int, progress: bool) -> None:
+    """One outer iteration: sample Ω, E epochs over it (U[i] = u_i), then the DCC update of B."""
+    it, device, m = state.iteration, step.device, config.num_samples
+    start = time.perf_counter()
+    for group in step.optimizer.param_groups:
+        group["lr"] = _lr_at(config, it)
+    weights = schedule(config.model, 2 if it >= phase2_from else 1)
+    sample = sampler.draw(generator)
+    S = similarity_matrix(targets[sample], targets, config.soft_similarity)  # m×n
+    B_device, S_device = state.B.to(device), S.to(device)
+    sample_device = _to_device(sample, device)
+    rows_device = _to_device(torch.cat(sampler.rows), device)  # every step's rows, copied once
+    bounds = [0, *itertools.accumulate(len(r) for r in sampler.rows)]
+    U = torch.zeros(m, config.code_length, device=device)
+    state.model.train()
+    batches = iter(loader)
+    steps = sampler.steps_per_epoch
+    for epoch in tqdm(range(config.epochs), desc=f"iteration {it + 1}", leave=False, disable=not progress):
+        logged = []
+        for s in range(epoch * steps, (epoch + 1) * steps):
+            images, _ = next(batches)
+            rows = rows_device[bounds[s]:bounds[s + 1]]
+            terms, u = step(images, B_device, S_device[rows], sample_device[rows], weights)
+            U[rows] = u.float()
+            logged.append(torch.stack([v.detach() for v in terms.values()]))
+        names = list(terms)
+        for values in torch.stack(logged).tolist():  # the epoch's only host synchronisation
+            state.history.append({"iteration": it, "epoch": epoch, **dict(zip(names, values))})
+    state.B = update_database_codes(state.B, U.cpu(), sample, S, config.gamma)
+    state.iteration = it + 1
+    state.seconds += time.perf_counter() - start

@@ -1,15 +1,20 @@
 """a2hlib.datasets: transforms, ManifestDataset, ArrayDataset, build_dataset."""
 from __future__ import annotations
 
+import math
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from a2hlib.datasets import (IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, ManifestDataset,
-                             build_dataset, decode_image, denormalize, resize_size, train_transform)
+from a2hlib.datasets import (IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, BatchFeed, ImageDataset,
+                             ManifestDataset, build_dataset, decode_image, denormalize,
+                             faithful_short_side, normalize, resize_size, train_transform)
 from a2hlib.datasets import test_transform as eval_transform  # not collected as a test
+from a2hlib import datasets
 from a2hlib.manifest import DatasetError, read_dataset, write_dataset
 try:
     from tests.layouts import truncate
@@ -83,19 +88,105 @@ def test_manifest_dataset_protocol(prepared):
         ManifestDataset(prepared, "query", lambda im: im)
 
 
-def test_cache_keeps_shrunken_uint8_images(prepared, tmp_path):
-    big = Image.fromarray(np.full((300, 400, 3), 128, np.uint8))
+def test_faithful_short_side():
+    assert faithful_short_side(224) == 915 and faithful_short_side(32) == 131
+    assert faithful_short_side(64, 0.6) == 96
+    # the smallest crop RandomResizedCrop may take from a 915-px square covers 224 px on each side
+    assert int(round(math.sqrt(0.08 * 915 ** 2 * 3 / 4))) >= 224
+
+
+def test_cache_decodes_once_into_one_shared_file(prepared, monkeypatch):
+    big = Image.fromarray(np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8))
     big.save(prepared.image_path(0), quality=90)
     ds = ManifestDataset(prepared, "database", train_transform(32), cache=True)
-    first = ds.load_image(0)
-    assert min(first.size) == resize_size(32) and first.size == (49, 37)
-    assert ds._cache[0].dtype == np.uint8 and ds._cache[0].shape == (37, 49, 3)
-    small = ds.load_image(1)  # never enlarged
-    assert small.size == (30, 22)
-    prepared.image_path(0).unlink()
-    assert ds[0][0].shape == (3, 32, 32)  # served from the cache
-    with pytest.raises(DatasetError):
-        ManifestDataset(prepared, "database", image_size=32)[0]
+    cache = ds.ensure_cache()
+    assert cache.data_path.parent == prepared.root / "cache" and cache.index_path.exists()
+    # short side capped at faithful_short_side(32) = 131; smaller images kept as they are
+    assert cache[0].shape == (131, 175, 3) and cache[1].shape == (22, 30, 3)
+    assert ds.load_image(0).size == (175, 131)
+    np.testing.assert_array_equal(cache[1], np.asarray(decode_image(prepared.image_path(2)).convert("RGB")))
+    assert cache[3].shape == (25, 30, 3)  # grayscale PNG converted to RGB before caching
+    assert cache.nbytes == sum(cache[i].nbytes for i in range(4))
+    assert len(pickle.dumps(ds)) < cache.nbytes / 2  # workers map the file, pixels never travel
+    # a second dataset (another run, a worker) opens the file without decoding anything
+    monkeypatch.setattr(datasets, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
+    again = ManifestDataset(prepared, "database", eval_transform(32), cache=True)
+    assert again.ensure_cache().stem == cache.stem and again[0][0].shape == (3, 32, 32)
+    monkeypatch.undo()
+    # a changed image file gives a new cache; the stale one is removed
+    big.save(prepared.image_path(0), quality=50)
+    fresh = ManifestDataset(prepared, "database", train_transform(32), cache=True).ensure_cache()
+    assert fresh.stem != cache.stem and not cache.data_path.exists() and not cache.index_path.exists()
+
+
+def test_cache_built_by_workers_is_the_same(prepared, tmp_path):
+    one = ManifestDataset(prepared, ["database", "query"], eval_transform(16), cache=tmp_path / "a").ensure_cache()
+    two = ManifestDataset(prepared, ["database", "query"], eval_transform(16),
+                          cache=tmp_path / "b").ensure_cache(num_workers=2)
+    assert one.data_path.read_bytes() == two.data_path.read_bytes()
+    np.testing.assert_array_equal(np.load(one.index_path), np.load(two.index_path))
+
+
+def test_failed_cache_build_names_the_file_and_leaves_nothing(prepared):
+    truncate(prepared.image_path(2), 0.4)
+    ds = ManifestDataset(prepared, "database", image_size=16, cache=True)
+    with pytest.raises(DatasetError, match=str(prepared.image_path(2))):
+        ds.ensure_cache()
+    assert list((prepared.root / "cache").iterdir()) == []
+
+
+def test_array_dataset_refuses_a_file_cache():
+    with pytest.raises(ValueError, match="cache=False"):
+        ImageDataset(np.zeros(2), None, image_size=8, cache=True)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_uint8_path_gives_the_same_pixels_as_the_pil_path(prepared, device, train):
+    """Same random state -> same crop and flip; normalising the uint8 crop (on `device`) gives the
+    item path's tensor exactly: both run ToImage's pixels through the same torchvision steps, then
+    the same float32 operations (x·(1/255) − mean) / std, each correctly rounded on CPU and CUDA."""
+    big = Image.fromarray(np.random.default_rng(3).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    big.save(prepared.image_path(0), quality=90)
+    make = (lambda: train_transform(24, scale=(0.08, 1.0))) if train else (lambda: eval_transform(24))
+    plain = ManifestDataset(prepared, ["database", "query"], make())
+    cached = ManifestDataset(prepared, ["database", "query"], make(), cache=True)
+    for seed in range(8):
+        for i in range(len(plain)):
+            torch.manual_seed(seed)
+            expected = plain[i][0]
+            torch.manual_seed(seed)
+            image, j = cached.uint8_item(i)
+            assert image.dtype == torch.uint8 and j == i
+            assert torch.equal(normalize(image.to(device)).cpu(), expected), (seed, i)
+    with pytest.raises(ValueError, match="train_transform"):
+        ManifestDataset(prepared, "query", lambda im: im, image_size=8).uint8_item(0)
+
+
+def test_batch_feed_seeds_each_batch_and_leaves_the_caller_rng_alone(prepared):
+    ds = ManifestDataset(prepared, ["database", "query"], train_transform(16))
+    feed = BatchFeed(ds)
+    assert feed.uint8 and not BatchFeed(ds, uint8=False).uint8
+    state = torch.get_rng_state()
+    images, indices = feed[(7, [4, 0, 2])]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.uint8 and indices.tolist() == [4, 0, 2]
+    torch.manual_seed(7)
+    assert all(torch.equal(images[k], ds.uint8_item(i)[0]) for k, i in enumerate([4, 0, 2]))
+    floats, _ = BatchFeed(ds, uint8=False)[(7, [4, 0, 2])]
+    assert torch.equal(normalize(images), floats)
+    assert not torch.equal(feed[(8, [4, 0, 2])][0], images)
+    with pytest.raises(ValueError, match="no uint8 items"):
+        BatchFeed(torch.utils.data.TensorDataset(torch.zeros(2)), uint8=True)
+
+
+def test_encode_uses_uint8_items_with_the_same_codes(prepared):
+    from a2hlib.models import build_model, encode
+    torch.manual_seed(0)
+    model = build_model("a2net", 6, num_parts=2, image_size=16).eval()
+    ds = ManifestDataset(prepared, ["database", "query"], eval_transform(16), cache=True)
+    reference = torch.cat([model(torch.stack([ds[i][0] for i in range(s, min(s + 4, len(ds)))]))
+                           for s in range(0, len(ds), 4)])
+    assert torch.equal(encode(model, ds, batch_size=4), reference)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
