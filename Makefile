@@ -11,7 +11,7 @@ export PYTHONHASHSEED := 0
 # `make lab` adds --allow-root only for root; extra options: make lab ARGS="--port 8890"
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup test demo figures grid bench clean-runs lab book
+.PHONY: setup test demo figures grid bench bench-train gpu-check clean-runs lab book
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,9 @@ book: setup  ## static HTML site of the notebooks executed by `make demo` + docs
 
 clean-runs:
 	rm -rf $(RUNS)
+
+bench-train: setup  ## training throughput: data feed, step, FLOPs, launches, projected H100 time of a CUB paper run
+	$(PY) benchmarks/bench_train.py $(ARGS)
+
+gpu-check: $(if $(filter $(VENV)/%,$(PY)),setup)  ## on a GPU machine: CUDA tests, a 2-iteration paper run at 12 bits, bench-train; one summary (PY=python3: skip .venv)
+	$(PY) benchmarks/gpu_check.py $(ARGS)

@@ -23,6 +23,7 @@ format exists to prevent. Delete them and train again.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -251,6 +252,7 @@ def restore_checkpoint(path: str | os.PathLike, state: "TrainState", optimizer: 
         return False
     ckpt = load_checkpoint(path, device="cpu")
     saved = type(state.config).from_dict(ckpt["config"])
+    saved = dataclasses.replace(saved, compile=state.config.compile)  # how a step runs, not what it computes
     if saved != state.config:
         diff = {f: (getattr(saved, f), getattr(state.config, f)) for f in saved.to_dict()
                 if getattr(saved, f) != getattr(state.config, f)}

@@ -96,6 +96,10 @@ def test_checkpoint_from_other_config_is_refused(blob_dataset, tmp_path):
     with pytest.raises(ValueError, match="another config"):
         train(tiny_config("adsh", outer_iterations=1, code_length=12), blob_dataset,
               checkpoint=tmp_path / "c.pt", progress=False)
+    # compile changes how a step runs, not what it computes: a finished run is reused as it is
+    again = train(tiny_config("adsh", outer_iterations=1, compile=True), blob_dataset, checkpoint=tmp_path / "c.pt",
+                  progress=False)
+    assert again.iteration == 1
 
 
 def test_validation_selection_keeps_best_state(blob_dataset):
@@ -122,7 +126,7 @@ def test_paper_config_is_the_official_schedule():
     assert (c.backbone, c.image_size, c.outer_iterations, c.epochs, c.num_samples, c.batch_size) == (
         "resnet50", 224, 40, 30, 2000, 16)
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.lr_step_at, c.gamma) == ("sgd", 1e-4, 0.9, 1e-4, 35, 200)
-    assert c.parts == c.code_length
+    assert c.parts == c.code_length and c.compile and c.num_workers == 4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
