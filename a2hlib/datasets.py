@@ -142,9 +142,9 @@ class ImageCache:
     each, back to back) and `<stem>.index.npy` one row (offset, height, width, channels) per image.
 
     `ImageCache.write` writes the pixels first and the index last, each atomically, so an index
-    exists only for a complete file. Readers map the file copy-on-write on first access; a pickled
-    cache (a DataLoader worker) maps it again, so all processes share the operating system's page
-    cache. `ImageDataset(cache=True)` makes and uses one (`notebooks/01_data_preparation.ipynb`).
+    exists only for a complete file. Readers map the file copy-on-write when they open it; a
+    pickled cache (a DataLoader worker) maps it again, so all processes share the operating
+    system's page cache. `ImageDataset(cache=True)` makes and uses one (`notebooks/01_data_preparation.ipynb`).
     """
 
     def __init__(self, stem: str | os.PathLike):
@@ -155,7 +155,10 @@ class ImageCache:
         if size != end:
             raise ValueError(f"{self.data_path} has {size} bytes, its index says {end}; "
                              "delete both files and build the cache again")
-        self._data: np.memmap | None = None
+        self._data: np.memmap | None = self._map()
+
+    def _map(self) -> np.memmap | None:
+        return np.memmap(self.data_path, dtype=np.uint8, mode="c") if len(self.index) else None
 
     @property
     def data_path(self) -> pathlib.Path:
@@ -175,7 +178,7 @@ class ImageCache:
     def __getitem__(self, i: int) -> np.ndarray:
         """Image `i` as an H×W×C uint8 view of the mapped file (writes stay in this process)."""
         if self._data is None:
-            self._data = np.memmap(self.data_path, dtype=np.uint8, mode="c")
+            self._data = self._map()
         offset, h, w, c = (int(v) for v in self.index[i])
         return self._data[offset:offset + h * w * c].reshape(h, w, c)
 

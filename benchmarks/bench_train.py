@@ -372,14 +372,14 @@ def main() -> None:
                          "of another code length has the same operators)")
     ap.add_argument("--batch", type=int, default=None, help="step batch (default: 16 on CUDA, 2 on CPU)")
     ap.add_argument("--steps", type=int, default=None,
-                    help="timed steps of each variant, alternating (default: 20 on CUDA, 2 on CPU)")
+                    help="timed steps of each variant, alternating (default: 20 on CUDA, 4 on CPU)")
     ap.add_argument("--photos", type=int, default=64, help="JPEGs for the feed benchmark")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch or (16 if cuda else 2)
-    steps = args.steps or (20 if cuda else 2)
+    steps = args.steps or (20 if cuda else 4)
     warmup = 5 if cuda else 1
     if not cuda:
         import torch._inductor.config as inductor_config
