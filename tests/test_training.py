@@ -239,8 +239,9 @@ def test_fast_loop_records_exactly_what_the_plain_loop_computed(blob_dataset):
 
 def test_compile_option_trains_like_eager(blob_dataset, device, monkeypatch):
     """torch.compile of the forward pass and losses. On CPU with the 'aot_eager' backend (Dynamo
-    capture and AOTAutograd, no C++ code generation: inductor works on CPU but needs ~45 s to
-    compile even this model cold); with A2H_TEST_DEVICE=cuda, the default backend (inductor)."""
+    capture and AOTAutograd, then the same aten kernels, so bit-identical results; inductor works on
+    CPU too but needs minutes to compile even this model cold: `make bench-train` runs it on the
+    paper model); with A2H_TEST_DEVICE=cuda the default backend (inductor, Triton), approximately."""
     if device.type == "cpu":
         monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     torch._dynamo.reset()
@@ -249,10 +250,14 @@ def test_compile_option_trains_like_eager(blob_dataset, device, monkeypatch):
     compiled = train(dataclasses.replace(config, compile=True), blob_dataset, progress=False)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # one per phase: it ran compiled
     assert [list(r) for r in compiled.history] == [list(r) for r in eager.history]
-    for a, b in zip(eager.history, compiled.history):
-        assert b["total"] == pytest.approx(a["total"], rel=1e-3, abs=1e-5)
-    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-3), name
+    pairs = list(zip(eager.model.state_dict().values(), compiled.model.state_dict().values()))
+    if device.type == "cpu":
+        assert compiled.history == eager.history and torch.equal(compiled.B, eager.B)
+        assert all(torch.equal(a, b) for a, b in pairs)
+    else:  # other kernels (fused, TF32 convolutions): the same run up to rounding
+        for a, b in zip(eager.history, compiled.history):
+            assert b["total"] == pytest.approx(a["total"], rel=1e-2, abs=1e-4)
+        assert all(torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-2) for a, b in pairs)
 
 
 def test_fast_path_trains_on_the_device(device):
