@@ -1,8 +1,8 @@
 """Training throughput of the fast path: data feed, training step, FLOPs, kernel launches, and the
 projected time of one CUB `paper` run on one H100.
 
-    python benchmarks/bench_train.py             # both code lengths, compile as --compile says
-    python benchmarks/bench_train.py --bits 12   # one code length
+    python benchmarks/bench_train.py                  # 12 and 48 bits (make bench-train)
+    python benchmarks/bench_train.py --compile off    # no torch.compile (quicker on CPU)
 
 Feed (one process, one thread, images per CPU-second = images/s per core), on JPEGs of real-photo
 size (470×380, cut from photos that installed packages ship: scikit-image's `skimage.data` if it
@@ -29,8 +29,11 @@ calls are counted too (`launches_cuda_*`).
 Projection, one CUB paper run = 40 outer iterations × 30 epochs × 2,000 images = 2.4 M training
 images in 150,000 steps of 16 on one H100: the slowest of three bounds, each reported: compute
 (training FLOPs at 35 % of 989 TFLOP/s dense bf16), feed (4 loader processes at the measured
-cached per-core rate) and launches (launches per step × 10 µs), taking the compiled step's
-launches when it was compiled, else the eager ones. The last line printed is one JSON object.
+cached per-core rate) and launches (launches per step × 10 µs). The launches are, on CUDA, the
+runtime calls of the optimised step; on CPU, the compiled step's count (by default only the first
+code length is compiled there, cold in minutes, and its count serves the others: the graphs have
+the same operators), else the eager count (`launches_source_*`). The last line printed is one
+JSON object.
 """
 from __future__ import annotations
 
