@@ -89,9 +89,12 @@ def quantization_loss(u: torch.Tensor, B_batch: torch.Tensor, n: int, gamma: flo
     return ((u - B_batch) ** 2).sum() / (u.shape[0] * n) * gamma * 12 / k
 
 
-def decorrelation_loss(u: torch.Tensor) -> torch.Tensor:
-    """‖uᵀu − b·I‖_F² / (b·k³): the k code dimensions of a batch uncorrelated and equally used."""
+def decorrelation_loss(u: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """‖uᵀu − b̄·I‖_F² / (b̄·k³): the k code dimensions of a batch uncorrelated and equally used.
+    b̄ is `batch_size`, the configured batch size as in the official code (it differs from the
+    rows of u only for a smaller last batch); None uses the rows of u."""
     b, k = u.shape
+    b = b if batch_size is None else int(batch_size)
     eye = torch.eye(k, device=u.device, dtype=u.dtype)
     return F.mse_loss(u.t() @ u, b * eye) / b / k
 
@@ -127,12 +130,14 @@ def codes_objective(B: torch.Tensor, U: torch.Tensor, sample_index: torch.Tensor
 
 def hashing_losses(outputs: dict[str, torch.Tensor], B: torch.Tensor, S: torch.Tensor,
                    batch_db_index: torch.Tensor, weights: LossWeights, gamma: float = 200.0,
-                   target_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   target_images: torch.Tensor | None = None, batch_size: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """All terms for one batch plus `total` = Σ weight·term.
 
     outputs: the model's training dict (`u`, and `features`/`reconstruction`/`image` when present);
     B: n×k database codes; S: b×n (soft) similarity of the batch to the database;
-    batch_db_index: database row of each batch image (Ω(i)); target_images: I in [0, 1].
+    batch_db_index: database row of each batch image (Ω(i)); target_images: I in [0, 1];
+    batch_size: the decorrelation normaliser b̄ (`decorrelation_loss`).
     """
     u = outputs["u"].float()
     B = B.to(u)
@@ -144,7 +149,7 @@ def hashing_losses(outputs: dict[str, torch.Tensor], B: torch.Tensor, S: torch.T
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.rec > 0):
             terms["rec"] = reconstruction_loss(outputs["reconstruction"].float(), outputs["features"].float())
         with torch.set_grad_enabled(torch.is_grad_enabled() and weights.dec > 0):
-            terms["dec"] = decorrelation_loss(u)
+            terms["dec"] = decorrelation_loss(u, batch_size)
     if "image" in outputs:
         if target_images is None:
             raise ValueError("the a2netpp image term needs target_images (the batch in [0, 1])")

@@ -45,10 +45,13 @@ def eval_mode(model: nn.Module):
             m.training = mode
 
 
-def attention_stack(channels: int, num_parts: int) -> nn.Sequential:
+def attention_stack(channels: int, num_parts: int, init: str = "official") -> nn.Sequential:
     """Bottleneck(C), 1×1→C/4+BN, Bottleneck(C/4), 1×1→C/16+BN, Bottleneck(C/16), 1×1→M+BN+ReLU.
 
     The official stack for C = 1024 (ResNet-50 layer3); stride 1, so maps keep the stem's size.
+    `init="official"`: every conv `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, BatchNorm
+    weight 1 and bias 0, as the official model initialises it (PyTorch's default init, "pytorch",
+    gives 2.4–9.8× smaller conv weights; docs/METHOD.md §6).
     """
     Bottleneck = torchvision.models.resnet.Bottleneck
     layers: list[nn.Module] = []
@@ -59,7 +62,17 @@ def attention_stack(channels: int, num_parts: int) -> nn.Sequential:
         layers += [nn.Conv2d(c, out, 1, bias=False), nn.BatchNorm2d(out)]
         c = out
     layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    stack = nn.Sequential(*layers)
+    if init == "official":
+        for m in stack.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+    elif init != "pytorch":
+        raise ValueError(f"attention init must be 'official' or 'pytorch', got {init!r}")
+    return stack
 
 
 def _upsampling_plan(image_size: int, max_doublings: int = 5) -> tuple[int, int]:
@@ -101,7 +114,7 @@ class HashingNet(nn.Module):
 
     def __init__(self, variant: str, code_length: int, *, backbone: str = "small", num_parts: int = 4,
                  image_size: int = 64, weights: str | os.PathLike | None = None,
-                 generator_features: int = 512, generator_width: int = 256):
+                 generator_features: int = 512, generator_width: int = 256, attention_init: str = "official"):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown model {variant!r}; choose one of {VARIANTS}")
@@ -120,7 +133,7 @@ class HashingNet(nn.Module):
         if num_parts < 1:
             raise ValueError(f"num_parts (M) must be ≥ 1 for {variant}, got {num_parts}")
         self.num_parts = num_parts
-        self.attention = attention_stack(bb.stem_channels, num_parts)
+        self.attention = attention_stack(bb.stem_channels, num_parts, attention_init)
         self.part_layer4 = bb.make_layer4()
         self.feature_dim = (num_parts + 1) * c4
         self.W = nn.Parameter(torch.empty(code_length, self.feature_dim))

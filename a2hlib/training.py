@@ -2,10 +2,16 @@
 
 Explained step by step in `notebooks/02_training.ipynb`.
 
-    B ∈ {±1}^{n×k} random; for each outer iteration:
+    B ← real-valued randn(n, k) (as the official code; `init_codes="sign"` starts from ±1);
+    for each outer iteration:
         Ω ← m database images; S̃ ← similarity(Ω, database)  (m×n)
         train E epochs on Ω, storing U[i] = u_i
-        update B bit by bit (discrete cyclic coordinate descent, `update_database_codes`)
+        update B bit by bit (discrete cyclic coordinate descent, `update_database_codes`): B ∈ {±1}^{n×k}
+
+Defaults follow the official code where it and the paper's ports differ (docs/METHOD.md §6): phase 2
+from outer iteration ⌊T/2⌋, the decorrelation term divided by the configured batch size, the
+attention stack initialised with kaiming_normal_ (fan_out); bf16 autocast on CUDA is ours (the
+official code trains in fp32: `amp=False`).
 
 A checkpoint (`a2hlib.checkpoints`) is written after every outer iteration; `train` resumes from it and then
 continues exactly as an uninterrupted run would (same B, same weights, same random draws).
@@ -38,6 +44,7 @@ from a2hlib.checkpoints import (load_checkpoint, model_from_checkpoint, model_fr
                                  restore_checkpoint, save_checkpoint)
 from a2hlib.codes import binarize
 from a2hlib.datasets import BatchFeed, denormalize, imagenet_stats, model_input
+from a2hlib import losses
 from a2hlib.losses import LossWeights, hashing_losses, schedule, similarity_matrix
 from a2hlib.models import HashingNet, build_model
 
@@ -55,6 +62,7 @@ class TrainConfig:
     weights: str | None = None        # None, 'imagenet' or a local .pth path (ResNets only)
     image_size: int = 64              # input side in pixels
     num_parts: int = 4                # M attention parts; 0 means M = code_length (official PyTorch)
+    attention_init: str = "official"  # attention-stack convs: official (kaiming_normal_, fan_out) | pytorch
     generator_width: int = 64         # channels of the first generator layer (paper: 256)
     outer_iterations: int = 12        # T
     epochs: int = 3                   # E per outer iteration
@@ -65,7 +73,8 @@ class TrainConfig:
     momentum: float = 0.9             # SGD only
     weight_decay: float = 1e-4
     lr_step_at: int | None = 10       # outer iteration at which lr is multiplied by 0.1 (None: never)
-    phase2_start: float = 0.5         # fraction of outer iterations after which rec/dec are added
+    phase2_start: float = 0.5         # phase 2 (rec, dec) from outer iteration ⌊T·phase2_start⌋ (official: T//2)
+    init_codes: str = "randn"         # initial B: randn (real-valued, as the official code) | sign (±1)
     gamma: float = 200.0              # quantisation weight γ
     soft_similarity: bool = True      # official S̃ rescaling
     crop_scale: tuple[float, float] = (0.6, 1.0)  # RandomResizedCrop scale (paper: torchvision default)
@@ -77,8 +86,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.crop_scale = tuple(self.crop_scale)
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name, allowed in (("optimizer", ("sgd", "adam")), ("init_codes", ("randn", "sign")),
+                              ("attention_init", ("official", "pytorch"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("code_length", "outer_iterations", "epochs", "num_samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -169,7 +180,7 @@ class TrainState:
 def _new_model(config: TrainConfig) -> HashingNet:
     return build_model(config.model, config.code_length, backbone=config.backbone, num_parts=config.parts,
                        image_size=config.image_size, weights=config.weights,
-                       generator_width=config.generator_width)
+                       generator_width=config.generator_width, attention_init=config.attention_init)
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -246,6 +257,7 @@ class TrainStep:
     def __init__(self, model: HashingNet, optimizer: torch.optim.Optimizer, config: TrainConfig,
                  device: torch.device):
         self.model, self.optimizer, self.gamma, self.device = model, optimizer, config.gamma, device
+        self.batch_size = config.batch_size  # the decorrelation term's normaliser, as the official code
         self.use_amp = config.amp and device.type == "cuda"
         self.channels_last = device.type == "cuda"
         self.stats = imagenet_stats(device)
@@ -257,7 +269,8 @@ class TrainStep:
         with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_amp else contextlib.nullcontext():
             outputs = self.model.forward_all(images)
         target = denormalize(images, self.stats) if "image" in outputs else None
-        return hashing_losses(outputs, B, S_rows, db_index, weights, self.gamma, target), outputs["u"].detach()
+        return (hashing_losses(outputs, B, S_rows, db_index, weights, self.gamma, target, batch_size=self.batch_size),
+                outputs["u"].detach())
 
     def __call__(self, images: torch.Tensor, B: torch.Tensor, S_rows: torch.Tensor, db_index: torch.Tensor,
                  weights: LossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -293,8 +306,8 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
     n, k = len(database), config.code_length
     if config.num_samples > n:
         raise ValueError(f"num_samples={config.num_samples} exceeds the database size {n}; lower it")
-    B = binarize(torch.randn(n, k, generator=generator))
-    state = TrainState(config, model, B)
+    B = torch.randn(n, k, generator=generator)  # real-valued at first, as the official code (docs/METHOD.md §4.1)
+    state = TrainState(config, model, B if config.init_codes == "randn" else binarize(B))
     path = pathlib.Path(checkpoint) if checkpoint is not None else None
     if path is not None and restore_checkpoint(path, state, optimizer, generator):
         log.info("resumed %s at outer iteration %d/%d", path, state.iteration, config.outer_iterations)
@@ -308,7 +321,7 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
         pin_memory=device.type == "cuda", persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed))  # worker seeds only; never the global RNG
     step = TrainStep(model, optimizer, config, device)
-    phase2_from = math.ceil(config.outer_iterations * config.phase2_start)
+    phase2_from = losses.phase2_from(config.outer_iterations, config.phase2_start)
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = cudnn_benchmark or device.type == "cuda"
     bar = tqdm(total=config.outer_iterations, initial=state.iteration, desc=f"{config.model} {k} bits",

@@ -191,19 +191,20 @@ def test_one_loader_with_persistent_workers_gives_the_same_batches():
 
 
 def reference_train(config, database):
-    """The loop as it was before the fast path: a DataLoader per outer iteration, every loss term
-    read with float() and u copied to the host at every step."""
+    """The loop as it was before the fast path (a DataLoader per outer iteration, every loss term
+    read with float() and u copied to the host at every step), with the official rules: B starts
+    real-valued, phase 2 from ⌊T/2⌋, the decorrelation term divided by the configured batch size."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = training._new_model(config)
     optimizer = training._optimizer(config, model)
     n, k, m = len(database), config.code_length, config.num_samples
-    B = binarize(torch.randn(n, k, generator=generator))
+    B = torch.randn(n, k, generator=generator)
     history = []
     for it in range(config.outer_iterations):
         for group in optimizer.param_groups:
             group["lr"] = training._lr_at(config, it)
-        weights = schedule(config.model, 2 if it >= math.ceil(config.outer_iterations * config.phase2_start) else 1)
+        weights = schedule(config.model, 2 if it >= config.outer_iterations // 2 else 1)
         sample = torch.randperm(n, generator=generator)[:m]
         S = similarity_matrix(database.targets[sample], database.targets, config.soft_similarity)
         U = torch.zeros(m, k)
@@ -217,7 +218,8 @@ def reference_train(config, database):
                 rows = row_of[db_index]
                 outputs = model.forward_all(images)
                 target = denormalize(images) if "image" in outputs else None
-                terms = hashing_losses(outputs, B, S[rows], db_index, weights, config.gamma, target)
+                terms = hashing_losses(outputs, B, S[rows], db_index, weights, config.gamma, target,
+                                       batch_size=config.batch_size)
                 optimizer.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 optimizer.step()
@@ -301,3 +303,30 @@ def test_step_never_waits_for_the_gpu(device):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(torch.stack(logged)).all()
+
+
+def test_official_initialisation_and_schedule(blob_dataset):
+    """B starts as real-valued randn (init_codes="randn"), or as its signs; the attention stack's
+    convs follow kaiming_normal_(fan_out), much larger than PyTorch's default; phase 2 starts at
+    ⌊T/2⌋; the decorrelation term divides by the configured batch size."""
+    from a2hlib import losses
+    from a2hlib.models import attention_stack
+    g = torch.Generator().manual_seed(0)
+    config = tiny_config("a2net", outer_iterations=1, epochs=1, num_samples=12)
+    first = train(config, blob_dataset, progress=False)
+    signs = train(dataclasses.replace(config, init_codes="sign"), blob_dataset, progress=False)
+    # the first step's quantisation term sees B itself: real values give another number than their signs
+    start = torch.randn(len(blob_dataset), config.code_length, generator=torch.Generator().manual_seed(config.seed))
+    assert first.history[0]["quant"] != signs.history[0]["quant"] and not torch.equal(start, binarize(start))
+    torch.manual_seed(1)
+    official, default = attention_stack(64, 4, "official"), attention_stack(64, 4, "pytorch")
+    conv = lambda stack: [m for m in stack.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # noqa: E731
+    assert conv(official).weight.std().item() > 2 * conv(default).weight.std().item()
+    assert conv(official).weight.std().item() == pytest.approx(math.sqrt(2 / 4), rel=0.3)  # fan_out = M·1·1 = 4
+    assert [losses.phase2_from(t) for t in (1, 2, 3, 12, 40)] == [0, 1, 1, 6, 20]
+    u = torch.randn(5, 3, generator=g)
+    assert losses.decorrelation_loss(u, batch_size=8) == pytest.approx(
+        float(((u.t() @ u - 8 * torch.eye(3)) ** 2).mean() / 8 / 3))
+    assert first.B.abs().eq(1).all()  # one outer iteration: the DCC update made B binary
+    with pytest.raises(ValueError, match="init_codes must be one of"):
+        TrainConfig(init_codes="zeros")
