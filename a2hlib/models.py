@@ -114,7 +114,8 @@ class HashingNet(nn.Module):
 
     def __init__(self, variant: str, code_length: int, *, backbone: str = "small", num_parts: int = 4,
                  image_size: int = 64, weights: str | os.PathLike | None = None,
-                 generator_features: int = 512, generator_width: int = 256, attention_init: str = "official"):
+                 generator_features: int = 512, generator_width: int = 256, attention_init: str = "official",
+                 freeze_stem: bool = False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown model {variant!r}; choose one of {VARIANTS}")
@@ -124,6 +125,10 @@ class HashingNet(nn.Module):
         bb = build_backbone(backbone, weights)
         self.backbone_name = bb.name
         self.stem = bb.stem
+        self.freeze_stem = freeze_stem
+        if freeze_stem:  # fixed features: no gradients, and BatchNorm statistics kept (see `train`)
+            self.stem.requires_grad_(False)
+            self.stem.eval()
         self.global_layer4 = bb.make_layer4()
         c4 = bb.feature_channels
         if variant == "adsh":
@@ -141,6 +146,13 @@ class HashingNet(nn.Module):
         if variant == "a2netpp":
             self.image_encoder = nn.Linear(self.feature_dim, generator_features)
             self.generator = ImageGenerator(generator_features, image_size, generator_width)
+
+    def train(self, mode: bool = True) -> "HashingNet":
+        """As `nn.Module.train`, except that a frozen stem (`freeze_stem`) always stays in eval mode."""
+        super().train(mode)
+        if self.freeze_stem:
+            self.stem.eval()
+        return self
 
     @staticmethod
     def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +191,7 @@ class HashingNet(nn.Module):
 def build_model(variant: str, code_length: int, **options) -> HashingNet:
     """Build a hashing network by name (`adsh`, `a2net`, `a2netpp`); `options` are the keyword
     arguments of `HashingNet` (backbone, num_parts, image_size, weights, generator_features,
-    generator_width)."""
+    generator_width, attention_init, freeze_stem)."""
     return HashingNet(variant, code_length, **options)
 
 

@@ -58,8 +58,9 @@ class TrainConfig:
 
     model: str = "a2netpp"            # adsh | a2net | a2netpp
     code_length: int = 12             # k, bits per hash code
-    backbone: str = "small"           # resnet50 | resnet18 | small
-    weights: str | None = None        # None, 'imagenet' or a local .pth path (ResNets only)
+    backbone: str = "small"           # resnet50 | resnet18 | efficientnet_lite0 | small
+    weights: str | None = None        # None, 'imagenet' or a local .pth path (not for small)
+    freeze_stem: bool = False         # stem fixed: no gradient, BatchNorm statistics not updated
     image_size: int = 64              # input side in pixels
     num_parts: int = 4                # M attention parts; 0 means M = code_length (official PyTorch)
     attention_init: str = "official"  # attention-stack convs: official (kaiming_normal_, fan_out) | pytorch
@@ -180,7 +181,8 @@ class TrainState:
 def _new_model(config: TrainConfig) -> HashingNet:
     return build_model(config.model, config.code_length, backbone=config.backbone, num_parts=config.parts,
                        image_size=config.image_size, weights=config.weights,
-                       generator_width=config.generator_width, attention_init=config.attention_init)
+                       generator_width=config.generator_width, attention_init=config.attention_init,
+                       freeze_stem=config.freeze_stem)
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
