@@ -582,7 +582,7 @@ def check_execution_options(args: argparse.Namespace, parser: argparse.ArgumentP
 def check_grid(args: argparse.Namespace, extra: dict[str, Any], parser: argparse.ArgumentParser,
                notebooks_dir: pathlib.Path) -> None:
     """The grid's own values, before planning: argparse errors naming the option; nothing is created."""
-    from a2hlib.runs import BUILTIN, data_dir_for
+    from a2hlib.runs import BUILTINS, data_dir_for
     from data_prep import PREPARERS
     for option, values, rule in (("--datasets", args.datasets, each(RULES["dataset"])),
                                  ("--models", args.models, RULES["models"]),
@@ -599,7 +599,7 @@ def check_grid(args: argparse.Namespace, extra: dict[str, Any], parser: argparse
         data_dir = (notebooks_dir / str(data_dir)).resolve()
     for name in args.datasets:
         folder = data_dir_for(name, runs, data_dir)
-        if name == BUILTIN or (args.prepare and name in PREPARERS) or (folder / "dataset.json").exists():
+        if name in BUILTINS or (args.prepare and name in PREPARERS) or (folder / "dataset.json").exists():
             continue
         how = (f"prepare it (python -m data_prep {name} --root RAW --out {folder}) or add --prepare "
                f"--param root=RAW" if name in PREPARERS else f"known datasets: {', '.join(PREPARERS)}")

@@ -3,16 +3,20 @@
     python -m a2hlib.demo [--runs-dir runs] [--figures-only] [--devices 0,1 | --executor slurm ...]
 
 Steps (all through `a2hlib.batch`, papermill, cwd = notebooks/): prepare the synthetic birds (01);
-train and evaluate adsh, a2net, a2netpp at 12 and 24 bits with the `cpu` config (02, 03);
-simplicity-bias and bit↔attribute analyses (04, 05); the results table (06); the overview (00) on
-the trained a2netpp. Gallery figures go to `figures/`. Finished steps are skipped; `--figures-only`
-(`make figures`) re-executes every notebook, which retrains nothing that is finished (checkpoints
-are reused) and so only redraws the figures. The execution options are `a2hlib.batch`'s
-(`--devices`, `--executor`, `--timeout`, …): the six training points can run side by side.
+train and evaluate adsh, a2net, a2netpp at 12 and 24 bits, seeds 0, 1 and 2, with the `cpu`
+config (02, 03); simplicity-bias and bit↔attribute analyses (04, 05); the results table, mean ± sd
+over the seeds (06); the overview (00) on the trained a2netpp. Gallery figures go to `figures/`.
+Finished steps are skipped; `--figures-only` (`make figures`) re-executes every notebook, which
+retrains nothing that is finished (checkpoints are reused) and so only redraws the figures.
+
+The execution options are `a2hlib.batch`'s (`--devices`, `--executor`, `--timeout`, …). Without
+them, on a machine without CUDA the training points run in one worker per CPU core (at most
+`CPU_WORKERS`, one thread each), and 04 and 05 train their missing runs in as many processes.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import time
@@ -21,16 +25,24 @@ from a2hlib import batch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
-MODELS, BITS, DATASET = ("adsh", "a2net", "a2netpp"), (12, 24), "synthetic"
+MODELS, BITS, SEEDS, DATASET, CONFIG = ("adsh", "a2net", "a2netpp"), (12, 24), (0, 1, 2), "synthetic", "cpu"
 OVERVIEW = "00_overview"
+CPU_WORKERS = 2  # workers on a machine without CUDA (the build machine has 2 cores)
 
 
-def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path) -> list[batch.Step]:
-    """The batch plan of the demo, with gallery figures directed to figures/."""
+def cpu_workers() -> int:
+    """How many one-thread workers the demo uses here: 1 with CUDA (one GPU), else up to the cores."""
+    import torch
+    return 1 if torch.cuda.is_available() else max(1, min(CPU_WORKERS, os.cpu_count() or 1))
+
+
+def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path, workers: int = 1) -> list[batch.Step]:
+    """The batch plan of the demo, with gallery figures directed to figures/; `workers`: processes
+    with which 04 and 05 train missing runs."""
     args = batch.build_parser().parse_args(
-        ["--datasets", DATASET, "--models", *MODELS, "--bits", *map(str, BITS), "--config", "cpu",
-         "--prepare", "--analyses", "--results", "--runs-dir", str(runs_dir)])
-    steps = batch.plan(args, {}, notebooks_dir)
+        ["--datasets", DATASET, "--models", *MODELS, "--bits", *map(str, BITS), "--seeds", *map(str, SEEDS),
+         "--config", CONFIG, "--prepare", "--analyses", "--results", "--runs-dir", str(runs_dir)])
+    steps = batch.plan(args, {"workers": workers} if workers > 1 else {}, notebooks_dir)
     showcase = None
     for step in steps:
         per_run = step.notebook in (batch.TRAIN, batch.EVALUATE)
@@ -55,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     batch.check_execution_options(args, parser)
     runs_dir = pathlib.Path(args.runs_dir)
     notebooks_dir = ROOT / "notebooks"
+    workers = cpu_workers() if args.executor == "loop" and args.devices is None else 1
+    if workers > 1:
+        args.devices = ["cpu"] * workers
     start = time.perf_counter()
-    status = batch.run(demo_steps(runs_dir, notebooks_dir), args, notebooks_dir, force=args.figures_only)
+    status = batch.run(demo_steps(runs_dir, notebooks_dir, workers), args, notebooks_dir, force=args.figures_only)
     table = runs_dir / "results.md"
     if table.exists():
         print("\n" + table.read_text())

@@ -155,7 +155,7 @@ RULES: dict[str, Rule] = {
     "dataset": _name, "model": _model, "models": each(_model), "config": _config,
     "shortcut_config": _config, "code_length": at_least(1), "shortcut_code_length": at_least(1),
     "seed": at_least(0), "seeds": each(at_least(0)), "natural_seeds": each(at_least(0)),
-    "device": _device, "threads": at_least(0), "overrides": _overrides, "shortcut_overrides": _overrides,
+    "device": _device, "threads": at_least(0), "workers": at_least(1), "overrides": _overrides, "shortcut_overrides": _overrides,
     "num_parts": at_least(1), "image_size": at_least(16), "batch": at_least(1),
     "val_fraction": between(0.0, 0.9), "limit": at_least(0), "classes_shown": at_least(1),
     "samples_per_class": at_least(1), "topk": at_least(1), "num_examples": at_least(1), "shown": at_least(1),

@@ -111,6 +111,9 @@ def load_run(directory: str | os.PathLike, best: bool = False):
 
 # ------------------------------------------------------------------------------ data locations
 BUILTIN = "synthetic"
+# built-in datasets: name → preset of `a2hlib.synthetic` (the same birds; `synthetic128` is rendered
+# at 128 px for the pretrained backbone, whose features need more pixels than the 64-px default)
+BUILTINS = {"synthetic": "default", "synthetic128": "large"}
 
 
 def data_dir_for(dataset: str, runs_dir: str | os.PathLike, data_dir: str | os.PathLike = "") -> pathlib.Path:
@@ -120,16 +123,17 @@ def data_dir_for(dataset: str, runs_dir: str | os.PathLike, data_dir: str | os.P
 
 def open_dataset(dataset: str, runs_dir: str | os.PathLike, data_dir: str | os.PathLike = "",
                  smoke: bool = False):
-    """The prepared dataset (`a2hlib.manifest.PreparedDataset`); the built-in one is generated on
-    first use (preset `smoke` when `smoke`), every other dataset must be prepared with data_prep."""
+    """The prepared dataset (`a2hlib.manifest.PreparedDataset`); a built-in one (`BUILTINS`) is
+    generated on first use (preset `smoke` when `smoke`), every other dataset must be prepared with
+    data_prep."""
     from a2hlib import manifest, synthetic
     folder = data_dir_for(dataset, runs_dir, data_dir)
     if not (folder / "dataset.json").exists():
-        if dataset != BUILTIN:
+        if dataset not in BUILTINS:
             raise FileNotFoundError(f"{folder} holds no prepared dataset; prepare it first: "
                                     f"python -m data_prep {dataset} --root RAW --out {folder}")
-        log.info("generating the built-in dataset into %s", folder)
-        synthetic.write_to_disk(synthetic.load("smoke" if smoke else "default"), folder)
+        log.info("generating the built-in dataset %s into %s", dataset, folder)
+        synthetic.write_to_disk(synthetic.load("smoke" if smoke else BUILTINS[dataset]), folder)
     return manifest.read_dataset(folder)
 
 
@@ -184,14 +188,36 @@ class TrainedRun:
 def trained_runs(runs_dir: str | os.PathLike, dataset: str, models: Sequence[str], seeds: Sequence[int],
                  code_length: int, *, config: str = "cpu", overrides: dict[str, Any] | None = None,
                  data_dir: str | os.PathLike = "", smoke: bool = False, tag: str = "", database=None,
-                 device: str | torch.device = "cpu") -> dict[tuple[str, int], TrainedRun]:
+                 device: str | torch.device = "cpu", workers: int = 1) -> dict[tuple[str, int], TrainedRun]:
     """Every (model, seed) run at `code_length`, trained first where missing (`ensure_run`, which
-    takes the other arguments), loaded (`load_run`): what the analyses of 04 and 05 compare."""
+    takes the other arguments), loaded (`load_run`): what the analyses of 04 and 05 compare.
+
+    `workers` > 1 trains the missing runs in that many processes at once, each with one CPU thread
+    (on a CPU machine with that many cores; on a GPU leave it at 1)."""
+    keys = [(model, seed) for model in models for seed in seeds]
+    train_options = dict(config=config, overrides=overrides, data_dir=data_dir, smoke=smoke, tag=tag,
+                         database=database)
+    missing = [k for k in keys if not is_complete(run_dir(runs_dir, dataset, k[0], code_length, k[1], tag))]
+    if workers > 1 and len(missing) > 1:
+        if database is None:  # prepare (generate) the data once, before the workers need it
+            open_dataset(dataset, runs_dir, data_dir, smoke)
+        import concurrent.futures
+        import multiprocessing
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(missing)),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_train_in_worker, runs_dir, dataset, model, code_length, seed, train_options)
+                    for model, seed in missing]
+            for job in jobs:
+                job.result()
     out = {}
-    for model in models:
-        for seed in seeds:
-            folder = ensure_run(runs_dir, dataset, model, code_length, seed, config=config, overrides=overrides,
-                                data_dir=data_dir, smoke=smoke, tag=tag, database=database)
-            net, B, cfg = load_run(folder)
-            out[model, seed] = TrainedRun(net.to(device), B, cfg, folder)
+    for model, seed in keys:
+        folder = ensure_run(runs_dir, dataset, model, code_length, seed, **train_options)
+        net, B, cfg = load_run(folder)
+        out[model, seed] = TrainedRun(net.to(device), B, cfg, folder)
     return out
+
+
+def _train_in_worker(runs_dir, dataset, model, code_length, seed, options) -> pathlib.Path:
+    from a2hlib.notebook import set_threads
+    set_threads(1)
+    return ensure_run(runs_dir, dataset, model, code_length, seed, **options)

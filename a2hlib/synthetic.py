@@ -163,6 +163,7 @@ class SyntheticConfig:
 PRESETS: dict[str, SyntheticConfig] = {
     "default": SyntheticConfig(),
     "smoke": SyntheticConfig(num_classes=8, database_per_class=8, query_per_class=4, image_size=32),
+    "large": SyntheticConfig(image_size=128),  # the same birds at 128 px (for pretrained backbones)
 }
 
 

@@ -55,3 +55,14 @@ def test_demo_runs_its_plan_stage_by_stage_through_the_batch_runner(tmp_path, mo
     assert order[0] == batch.PREPARE and order[-4:] == [batch.BIAS, batch.BITS, batch.RESULTS, demo.OVERVIEW]
     assert sorted(order[1:13]) == [batch.TRAIN] * 6 + [batch.EVALUATE] * 6
     assert len({e["pid"] for e in fake_notebooks.executions(log)}) == 2  # two cpu workers shared the work
+
+
+def test_trained_runs_in_parallel_workers_equal_serial_training(tmp_path):
+    """Two worker processes train two missing runs at once; the runs equal those trained one after
+    the other (weights and codes, exactly)."""
+    parallel = runs.trained_runs(tmp_path / "a", "synthetic", ["adsh", "a2net"], [0], 8, smoke=True, workers=2)
+    serial = runs.trained_runs(tmp_path / "b", "synthetic", ["adsh", "a2net"], [0], 8, smoke=True, workers=1)
+    for key in serial:
+        assert torch.equal(parallel[key].B, serial[key].B)
+        assert all(torch.equal(a, b) for a, b in zip(parallel[key].model.state_dict().values(),
+                                                      serial[key].model.state_dict().values()))
