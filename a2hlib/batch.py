@@ -169,9 +169,10 @@ def plan(args: argparse.Namespace, extra: dict[str, Any], notebooks_dir: pathlib
             steps.append(Step(EVALUATE, folder / f"{EVALUATE}.ipynb", {k: v for k, v in params.items() if k != "config"},
                               folder / "evaluation.json", label))
         if args.analyses:
-            for name, marker in ((BIAS, "simplicity_bias.json"), (BITS, f"bit_attributes_{max(args.bits)}b.json")):
+            bits = args.analysis_bits or max(args.bits)
+            for name, marker in ((BIAS, "simplicity_bias.json"), (BITS, f"bit_attributes_{bits}b.json")):
                 folder = analysis_dir(runs, dataset)
-                params = {**common, **data, "code_length": max(args.bits)}
+                params = {**common, **data, "code_length": bits}
                 steps.append(Step(name, folder / f"{name}.ipynb", params, folder / marker, f"{dataset} {name[3:]}",
                                   stage=STAGE_ANALYSES))
     if args.results:
@@ -591,6 +592,8 @@ def check_grid(args: argparse.Namespace, extra: dict[str, Any], parser: argparse
         problem = rule(values)
         if problem:
             parser.error(f"argument {option}: {problem}")
+    if args.analysis_bits is not None and (problem := RULES["code_length"](args.analysis_bits)):
+        parser.error(f"argument --analysis-bits: {args.analysis_bits} {problem}")
     if args.config is not None and (problem := RULES["config"](args.config)):
         parser.error(f"argument --config: {args.config!r} {problem}")
     runs = effective_runs_dir(args.runs_dir)
@@ -620,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra notebook parameter, given to every notebook that declares it")
     p.add_argument("--prepare", action="store_true", help="run 01_data_preparation first")
     p.add_argument("--analyses", action="store_true", help="also run 04_simplicity_bias and 05_bit_attributes")
+    p.add_argument("--analysis-bits", type=int, default=None, metavar="K",
+                   help="code length of the runs the analyses compare (default: the largest of --bits)")
     p.add_argument("--results", action="store_true", help="aggregate with 06_results at the end")
     p.add_argument("--force", action="store_true", help="re-execute finished points")
     p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)

@@ -107,7 +107,8 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
             if colour is not None:
                 spine.set_edgecolor(colour), spine.set_linewidth(3)
     for r, label in enumerate(row_labels or []):
-        axes[r, 0].set_ylabel(textwrap.fill(label, 20), rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(textwrap.fill(label.replace("_", " "), 20), rotation=0, ha="right", va="center",
+                              fontsize=8)
     return fig, axes
 
 
@@ -447,35 +448,38 @@ def plot_alignment_summary(summaries, models: Sequence[str], quantile: float, ti
 
 def plot_bit_gallery(gallery: Mapping[str, Any], size: float = 1.2, title: str = ""):
     """A bit's gallery from `a2hlib.bit_attributes.gallery`: the images with the highest and the
-    lowest relaxed value (green border: the attribute is present; title: u and the class) and, for
-    A²-Net models, the attention map of every part on them (each map scaled to its own range)."""
+    lowest relaxed value (green border: the attribute is present; title: u and the class number)
+    and, for A²-Net models, the attention map of every part on them (each map scaled to its own
+    range)."""
     import matplotlib.pyplot as plt
 
     from a2hlib.bit_attributes import short_name
     images, maps, count = gallery["images"], gallery["attention"], len(gallery["high"])
     parts = 0 if maps is None else maps.shape[1]
     fig, axes = plt.subplots(1 + parts, 2 * count + 1, squeeze=False,
-                             figsize=(size * (2 * count + 1), size * 0.85 * (1.45 + parts) + 0.5),
-                             gridspec_kw={"height_ratios": [1.45] + [1.0] * parts, "hspace": 0.08})
+                             figsize=(size * (2 * count + 1), size * (1.3 + parts) + 0.9),
+                             gridspec_kw={"height_ratios": [1.3] + [1.0] * parts, "hspace": 0.08, "wspace": 0.06})
     for r in range(1 + parts):
         axes[r, count].axis("off")  # a blank column between the two halves
     for half in range(2):
         first, rows = half * (count + 1), slice(half * count, (half + 1) * count)
-        titles = [f"u {u:+.2f}\n{c}" for u, c in zip(gallery["u"][rows], gallery["classes"][rows])]
+        classes = [c.split(".", 1)[0] if "." in c else c for c in gallery["classes"][rows]]
+        titles = [f"u {u:+.2f}\nclass {c}" for u, c in zip(gallery["u"][rows], classes)]
         borders = ["tab:green" if p else "tab:red" for p in gallery["present"][rows]]
         image_grid(list(images[rows]), titles, ncols=count, borders=borders, axes=axes[0:1, first:first + count],
-                   title_size=6)
+                   title_size=7)
         for p in range(parts):
             for c in range(count):
                 heatmap_overlay(images[half * count + c], maps[half * count + c, p], ax=axes[p + 1, first + c])
             axes[p + 1, first].set_ylabel(f"part {p + 1}", fontsize=8)
         axes[0, first].set_ylabel("image", fontsize=8)
-        axes[0, first].annotate("highest u" if half == 0 else "lowest u", (0, 1.55), xycoords="axes fraction",
+        axes[0, first].annotate("highest u" if half == 0 else "lowest u", (0, 1.42), xycoords="axes fraction",
                                 fontsize=9, weight="bold")
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01, top=1 - 0.95 / fig.get_figheight())
     fig.suptitle(f"{title}bit {gallery['bit']} ↔ {short_name(gallery['attribute'])}: present in "
                  f"{gallery['present'][:count].mean():.0%} of the highest, {gallery['present'][count:].mean():.0%} "
                  f"of the lowest; {gallery['classes_high']} and {gallery['classes_low']} classes on the two sides",
-                 fontsize=9, y=1.0 + 0.9 / fig.get_figheight())
+                 fontsize=9, y=1 - 0.12 / fig.get_figheight())
     return fig, axes
 
 

@@ -68,7 +68,7 @@ def test_image_grid_row_labels_keep_full_class_names():
     images = [np.zeros((8, 8, 3), np.uint8)] * 4
     name = "Warbler with striped wings and a forked tail"
     fig, axes = plotting.image_grid(images, ncols=2, row_labels=[name, "b"])
-    assert axes[0, 0].get_ylabel().replace("\n", " ") == name
+    assert axes[0, 0].get_ylabel().replace("\n", " ") == name.replace("_", " ")
 
 
 def test_bit_gallery_and_heatmaps(blob_dataset):
