@@ -187,12 +187,40 @@ def plan(args: argparse.Namespace, extra: dict[str, Any], notebooks_dir: pathlib
 
 
 # ------------------------------------------------------------------------------- one grid point
+@functools.lru_cache(maxsize=None)
+def _local_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over local (IPC) sockets instead of TCP ports: nothing
+    is exposed on the network, and ipykernel has no reason to warn about unencrypted TCP. Each
+    kernel's sockets live in a private temporary folder (kernels started at once in one folder
+    would otherwise race for the same socket names), removed when the kernel is cleaned up."""
+    import shutil
+    import tempfile
+
+    import traitlets
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = traitlets.CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @traitlets.default("ip")
+        def _private_socket_path(self) -> str:
+            return os.path.join(tempfile.mkdtemp(prefix="a2h-kernel-"), "socket")
+
+        async def cleanup_resources(self, restart: bool = False) -> None:
+            await super().cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
+
+    return LocalKernelManager
+
+
 def run_notebook(source: pathlib.Path, output: pathlib.Path, parameters: dict[str, Any], kernel: str,
                  cwd: pathlib.Path, timeout: int | None) -> None:
     """Execute one notebook with papermill (no per-cell time limit when `timeout` is None)."""
     import papermill
     papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel, cwd=str(cwd),
-                               execution_timeout=timeout, progress_bar=False)
+                               execution_timeout=timeout, progress_bar=False,
+                               kernel_manager_class=_local_kernel_manager())
 
 
 @dataclasses.dataclass(frozen=True)
