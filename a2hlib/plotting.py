@@ -100,7 +100,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
             continue
         ax.imshow(to_image(images[i]), interpolation="nearest")
         if titles is not None and titles[i]:
-            ax.set_title(textwrap.fill(titles[i], 18), fontsize=title_size)
+            ax.set_title(textwrap.fill(titles[i].replace("_", " "), 18), fontsize=title_size)
         colour = borders[i] if borders is not None else None
         for spine in ax.spines.values():
             spine.set_visible(colour is not None)

@@ -35,7 +35,7 @@ def run_notebook(source, output, parameters, kernel, cwd, timeout) -> None:
                                    "they did not run side by side")
             time.sleep(0.02)
     time.sleep(float(os.environ.get("FAKE_NOTEBOOK_SECONDS", "0")))
-    entry = {"notebook": name, "output": str(output), "pid": os.getpid(), "timeout": timeout,
+    entry = {"notebook": name, "output": str(output), "parameters": parameters, "pid": os.getpid(), "timeout": timeout,
              "devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "time": time.time()}
     with open(log, "a") as f:
         f.write(json.dumps(entry) + "\n")

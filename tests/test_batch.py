@@ -77,20 +77,6 @@ def test_params_are_parsed_as_python_literals():
         batch.parse_params(["epochs"])
 
 
-def test_analysis_notebooks_run_through_the_batch_runner(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    argv = ["--datasets", "synthetic", "--models", "adsh", "--bits", "8", "--runs-dir", str(runs), "--analyses"]
-    assert batch.main(argv) == 0
-    analysis = runs / "smoke" / "synthetic" / "analysis"
-    bias = json.loads((analysis / "simplicity_bias.json").read_text())
-    bits = json.loads((analysis / "bit_attributes_8b.json").read_text())
-    assert bias["parameters"]["code_length"] == 8 and bits["parameters"]["code_length"] == 8
-    assert (analysis / "04_simplicity_bias.ipynb").exists() and (analysis / "05_bit_attributes.ipynb").exists()
-    assert "4 done, 0 skipped, 0 failed" in capsys.readouterr().out
-    assert batch.main(argv) == 0
-    assert "0 done, 4 skipped, 0 failed" in capsys.readouterr().out
-
-
 # ------------------------------------------------------------------ locks, devices, executors
 # These replace papermill with tests/fake_notebooks.py: the grid machinery runs for real
 # (locks, worker processes, submitit jobs), the notebooks take no time.
@@ -111,6 +97,26 @@ def fake(tmp_path, monkeypatch):
 def grid_steps(runs, argv=GRID):
     notebooks = pathlib.Path(batch.NOTEBOOKS_DIR)
     return batch.plan(batch.build_parser().parse_args([*argv, "--runs-dir", str(runs)]), {}, notebooks)
+
+
+def test_analysis_notebooks_run_after_training_with_their_parameters(tmp_path, fake, capsys):
+    """--analyses adds 04 and 05 (executed for real by nbval) after the training points, at the
+    largest code length or --analysis-bits, with the notebooks' done files; a second run skips all."""
+    runs = tmp_path / "runs"
+    argv = ["--datasets", "synthetic", "--models", "adsh", "--bits", "8", "12", "--runs-dir", str(runs),
+            "--analyses", "--param", "workers=2"]
+    assert batch.main(argv) == 0
+    done = fake_notebooks.executions(fake)
+    names = [e["notebook"] for e in done]
+    assert names[-2:] == ["04_simplicity_bias", "05_bit_attributes"] and names.count("02_training") == 2
+    assert {e["parameters"]["code_length"] for e in done[-2:]} == {12}
+    assert all(e["parameters"]["workers"] == 2 and e["parameters"]["dataset"] == "synthetic" for e in done[-2:])
+    analysis = runs / "smoke" / "synthetic" / "analysis"
+    assert (analysis / "simplicity_bias.json").exists() and (analysis / "bit_attributes_12b.json").exists()
+    assert "6 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert batch.main(argv) == 0 and "0 done, 6 skipped, 0 failed" in capsys.readouterr().out
+    assert batch.main([*argv, "--analysis-bits", "8"]) == 0
+    assert fake_notebooks.executions(fake)[-1]["parameters"]["code_length"] == 8
 
 
 def test_two_runners_on_one_runs_folder_run_every_point_once(tmp_path, fake, monkeypatch):
