@@ -40,6 +40,7 @@ SETTINGS = {  # name → (dataset, config)
 }
 FASHION = ("fashion_mnist", "cpu", {"image_size": 32})
 FASHION_LIMIT = 5000
+SUMMARY = "claims"  # <runs_dir>/claims.md and .json
 
 
 def setting_args(name: str, runs_dir: pathlib.Path) -> list[str]:
@@ -137,7 +138,7 @@ def alignment_table(analyses: dict[str, dict]) -> pd.DataFrame:
 
 
 def summarise(runs_dir: pathlib.Path) -> dict[str, Any]:
-    """Read every grid's results and write `claims.json` and `claims.md` under `runs_dir`."""
+    """Read every grid's results and write the summary (`SUMMARY`.md and .json) into `runs_dir`."""
     frames = {name: _runs_frame(runs_dir / name) for name in SETTINGS}
     fashion = _runs_frame(runs_dir / "fashion_mnist")
     bias, bits = {}, {}
@@ -152,7 +153,7 @@ def summarise(runs_dir: pathlib.Path) -> dict[str, Any]:
     record = {"tables": {k: v.to_dict("records") for k, v in tables.items()}, "statements": statements,
               "settings": {k: {"dataset": d, "config": c} for k, (d, c) in SETTINGS.items()},
               "seeds": SEEDS, "bits": BITS, "analysis_bits": ANALYSIS_BITS}
-    write_json(runs_dir / "claims.json", record)
+    write_json(runs_dir / f"{SUMMARY}.json", record)
     titles = {"retrieval": "Retrieval, mAP@all % (asymmetric, stable ties), built-in dataset",
               "fashion_mnist": f"Retrieval on Fashion-MNIST ({FASHION_LIMIT:,} database and query images), mAP@all %",
               "simplicity": "Simplicity bias: planted shortcut (12 bits)",
@@ -160,7 +161,7 @@ def summarise(runs_dir: pathlib.Path) -> dict[str, Any]:
     text = "\n\n".join(f"### {titles[k]}\n\n{v.to_markdown(index=False)}" for k, v in tables.items())
     text += "\n\n" + "\n\n".join(f"### Statements, {name}\n\n" + "\n".join(f"- {s}" for part in st.values() for s in part)
                                  for name, st in statements.items())
-    atomic_write(runs_dir / "claims.md", lambda f: f.write((text + "\n").encode()))
+    atomic_write(runs_dir / f"{SUMMARY}.md", lambda f: f.write((text + "\n").encode()))
     return record
 
 
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m a2hlib.claims", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="runs/claims")
-    parser.add_argument("--summary-only", action="store_true", help="only rebuild claims.md from finished grids")
+    parser.add_argument("--summary-only", action="store_true", help="only rebuild the summary from finished grids")
     args = parser.parse_args(argv)
     from a2hlib.demo import cpu_workers
     runs_dir = pathlib.Path(args.runs_dir)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}", flush=True)
             status |= batch.run(steps, grid_args, notebooks_dir)
     summarise(runs_dir)
-    print((runs_dir / "claims.md").read_text())
+    print((runs_dir / f"{SUMMARY}.md").read_text())
     print(f"claims finished in {(time.perf_counter() - start) / 60:.1f} min")
     return status
 

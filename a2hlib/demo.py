@@ -46,7 +46,8 @@ def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path, workers: int
     showcase = None
     for step in steps:
         per_run = step.notebook in (batch.TRAIN, batch.EVALUATE)
-        is_showcase = step.parameters.get("model") == "a2netpp" and step.parameters.get("code_length") == max(BITS)
+        is_showcase = (step.parameters.get("model") == "a2netpp" and step.parameters.get("code_length") == max(BITS)
+                       and step.parameters.get("seed") == SEEDS[0])
         if not per_run or is_showcase:
             step.parameters["figures_dir"] = str(FIGURES)
         if per_run and is_showcase:

@@ -21,7 +21,7 @@ def figure_cells(path):
     """Indices of the code cells that draw a new figure (`fig, ... = ...`)."""
     nb = json.loads(path.read_text())
     return [i for i, c in enumerate(nb["cells"])
-            if c["cell_type"] == "code" and any(line.startswith("fig, ") for line in "".join(c["source"]).splitlines())]
+            if c["cell_type"] == "code" and any(line.lstrip().startswith("fig, ") for line in "".join(c["source"]).splitlines())]
 
 
 def test_papermill_executed_notebooks_show_every_figure_inline(smoke_runs, monkeypatch):

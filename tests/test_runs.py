@@ -37,10 +37,14 @@ def test_demo_plan_sends_gallery_figures_to_figures_dir(tmp_path):
     batch.check_parameters(steps, demo.ROOT / "notebooks")
     names = [s.notebook for s in steps]
     assert names[0] == batch.PREPARE and names[-1] == demo.OVERVIEW
-    assert names.count(batch.TRAIN) == 6 and names.count(batch.EVALUATE) == 6
-    with_figures = {(s.notebook, s.parameters.get("model"), s.parameters.get("code_length"))
+    runs_per_seed = len(demo.MODELS) * len(demo.BITS)
+    assert names.count(batch.TRAIN) == names.count(batch.EVALUATE) == runs_per_seed * len(demo.SEEDS) == 18
+    with_figures = {(s.notebook, s.parameters.get("model"), s.parameters.get("code_length"), s.parameters.get("seed"))
                     for s in steps if s.parameters.get("figures_dir") == str(demo.FIGURES)}
-    assert (batch.TRAIN, "a2netpp", 24) in with_figures and (batch.TRAIN, "adsh", 12) not in with_figures
+    assert (batch.TRAIN, "a2netpp", 24, 0) in with_figures and (batch.TRAIN, "a2netpp", 24, 1) not in with_figures
+    assert (batch.TRAIN, "adsh", 12, 0) not in with_figures
+    overview = steps[-1].parameters["run_dir"]
+    assert overview.endswith("a2netpp-24b-s0")  # the showcase run: seed 0
 
 
 def test_demo_runs_its_plan_stage_by_stage_through_the_batch_runner(tmp_path, monkeypatch, capsys):
@@ -50,10 +54,10 @@ def test_demo_runs_its_plan_stage_by_stage_through_the_batch_runner(tmp_path, mo
     monkeypatch.setenv("FAKE_NOTEBOOK_RENDEZVOUS", "2")  # the first two trainings run side by side
     monkeypatch.setattr(batch, "run_notebook", fake_notebooks.run_notebook)
     assert demo.main(["--runs-dir", str(tmp_path / "runs"), "--devices", "cpu,cpu"]) == 0
-    assert "17 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert "41 done, 0 skipped, 0 failed" in capsys.readouterr().out
     order = [e["notebook"] for e in fake_notebooks.executions(log)]
     assert order[0] == batch.PREPARE and order[-4:] == [batch.BIAS, batch.BITS, batch.RESULTS, demo.OVERVIEW]
-    assert sorted(order[1:13]) == [batch.TRAIN] * 6 + [batch.EVALUATE] * 6
+    assert sorted(order[1:37]) == [batch.TRAIN] * 18 + [batch.EVALUATE] * 18
     assert len({e["pid"] for e in fake_notebooks.executions(log)}) == 2  # two cpu workers shared the work
 
 
