@@ -11,7 +11,7 @@ export PYTHONHASHSEED := 0
 # `make lab` adds --allow-root only for root; extra options: make lab ARGS="--port 8890"
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup test demo figures grid bench bench-train gpu-check clean-runs lab book
+.PHONY: setup test demo figures claims grid bench bench-train gpu-check clean-runs lab book
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,14 @@ setup: $(VENV)/.installed  ## create .venv and install everything
 test: setup  ## unit tests + every notebook under nbval (smoke configuration)
 	CI=$${CI:-true} $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider
 
-demo: setup  ## the whole pipeline on the built-in dataset: data, 3 models x 2 code lengths, evaluation, analyses, figures, table
+demo: setup  ## the whole pipeline on the built-in dataset: data, 3 models x 2 code lengths x 3 seeds, evaluation, analyses, figures, table
 	$(PY) -m a2hlib.demo --runs-dir $(RUNS)
 
 figures: setup  ## regenerate every file in figures/ from existing runs (training only what is missing)
 	$(PY) -m a2hlib.demo --runs-dir $(RUNS) --figures-only
+
+claims: setup  ## the paper's claims in both settings (from scratch, pretrained) side by side, 3 seeds; hours on 2 cores
+	$(PY) -m a2hlib.claims --runs-dir $(RUNS)/claims
 
 grid: setup  ## a papermill grid: make grid ARGS="--datasets synthetic --models adsh a2net --bits 12 24"
 	$(PY) -m a2hlib.batch $(ARGS)
