@@ -101,12 +101,12 @@ def simplicity_table(analyses: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for setting, record in analyses.items():
         runs = pd.DataFrame(record["shortcut"]["runs"])
-        share = next(c for c in runs.columns if c.startswith("shortcut_share_"))
+        share = "shortcut_share_ig"  # the method the notebook's statements use
         for model in MODELS:
             sub = runs[runs.model == model]
             row = {"setting": setting, "model": model, "mAP cue present": mean_sd(sub.map_same),
                    "mAP cue absent": mean_sd(sub.map_absent), "mAP drop": mean_sd(sub.map_drop),
-                   f"{share.split('_')[-1].upper()} share on cue": mean_sd(sub[share])}
+                   "IG share on cue": mean_sd(sub[share])}
             if model != "a2netpp":
                 row["a2netpp lower drop"] = verdict(compare(runs[runs.model == "a2netpp"].map_drop, sub.map_drop), "lower")
                 row["a2netpp lower share"] = verdict(compare(runs[runs.model == "a2netpp"][share], sub[share]), "lower")
@@ -141,26 +141,34 @@ def summarise(runs_dir: pathlib.Path) -> dict[str, Any]:
     """Read every grid's results and write the summary (`SUMMARY`.md and .json) into `runs_dir`."""
     frames = {name: _runs_frame(runs_dir / name) for name in SETTINGS}
     fashion = _runs_frame(runs_dir / "fashion_mnist")
-    bias, bits = {}, {}
+    bias, bits, missing = {}, {}, []
     for name, (dataset, _) in SETTINGS.items():
         folder = batch.effective_runs_dir(runs_dir / name) / dataset / "analysis"
-        bias[name] = read_json(folder / "simplicity_bias.json")
-        bits[name] = read_json(folder / f"bit_attributes_{ANALYSIS_BITS}b.json")
+        for store, path in ((bias, folder / "simplicity_bias.json"),
+                            (bits, folder / f"bit_attributes_{ANALYSIS_BITS}b.json")):
+            if path.exists():
+                store[name] = read_json(path)
+            else:
+                missing.append(str(path))
     tables = {"retrieval": retrieval_table(frames), "fashion_mnist": retrieval_table({"scratch": fashion}),
               "simplicity": simplicity_table(bias), "alignment": alignment_table(bits)}
-    statements = {name: {"simplicity": bias[name]["statements"], "alignment": bits[name]["statements"]}
+    statements = {name: {"simplicity": bias[name]["statements"] if name in bias else [],
+                         "alignment": bits[name]["statements"] if name in bits else []}
                   for name in SETTINGS}
     record = {"tables": {k: v.to_dict("records") for k, v in tables.items()}, "statements": statements,
               "settings": {k: {"dataset": d, "config": c} for k, (d, c) in SETTINGS.items()},
-              "seeds": SEEDS, "bits": BITS, "analysis_bits": ANALYSIS_BITS}
+              "seeds": SEEDS, "bits": BITS, "analysis_bits": ANALYSIS_BITS, "not_finished": missing}
     write_json(runs_dir / f"{SUMMARY}.json", record)
     titles = {"retrieval": "Retrieval, mAP@all % (asymmetric, stable ties), built-in dataset",
               "fashion_mnist": f"Retrieval on Fashion-MNIST ({FASHION_LIMIT:,} database and query images), mAP@all %",
               "simplicity": "Simplicity bias: planted shortcut (12 bits)",
               "alignment": f"Bits ↔ attributes ({ANALYSIS_BITS} bits, query images)"}
-    text = "\n\n".join(f"### {titles[k]}\n\n{v.to_markdown(index=False)}" for k, v in tables.items())
+    text = "\n\n".join(f"### {titles[k]}\n\n{v.fillna('').to_markdown(index=False)}" for k, v in tables.items()
+                         if not v.empty)
     text += "\n\n" + "\n\n".join(f"### Statements, {name}\n\n" + "\n".join(f"- {s}" for part in st.values() for s in part)
                                  for name, st in statements.items())
+    if missing:
+        text += "\n\nNot finished yet (run `make claims` again to continue):\n" + "\n".join(f"- {m}" for m in missing)
     atomic_write(runs_dir / f"{SUMMARY}.md", lambda f: f.write((text + "\n").encode()))
     return record
 

@@ -135,7 +135,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def get_config(name: str, **overrides) -> TrainConfig:
-    """A named preset (`paper`, `cpu`, `smoke`) with field overrides."""
+    """A named preset (`paper`, `cpu`, `pretrained`, `smoke`) with field overrides."""
     if name not in CONFIGS:
         raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}")
     return TrainConfig.from_dict({**CONFIGS[name], **overrides})

@@ -48,3 +48,10 @@ def test_simplicity_and_alignment_tables():
     assert table.loc["a2net", "MI above chance: vs ADSH"] == "held"
     assert table.loc["a2netpp", "MI above class-shuffle level: vs ADSH"] == "within the spread"
     assert table.loc["adsh", "within-class attributes captured"] == "3 of 12"
+
+
+def test_summary_of_an_unfinished_campaign_lists_what_is_missing(tmp_path):
+    record = claims.summarise(tmp_path)
+    text = (tmp_path / "claims.md").read_text()
+    assert "Not finished yet" in text and len(record["not_finished"]) == 2 * len(claims.SETTINGS)
+    assert all(path in text for path in record["not_finished"])
