@@ -55,3 +55,12 @@ def test_summary_of_an_unfinished_campaign_lists_what_is_missing(tmp_path):
     text = (tmp_path / "claims.md").read_text()
     assert "Not finished yet" in text and len(record["not_finished"]) == 2 * len(claims.SETTINGS)
     assert all(path in text for path in record["not_finished"])
+
+
+def test_tie_gap_table_is_stable_minus_aware_in_points():
+    rows = [{"model": m, "bits": b, "seed": 0, "asym_map_all_stable": 0.5, "asym_map_all_aware": 0.5 - g,
+             "symm_map_all_stable": 0.4, "symm_map_all_aware": 0.4 - 2 * g}
+            for b in claims.BITS for m, g in (("adsh", 0.01), ("a2net", 0.03))]
+    table = claims.tie_gap_table({"scratch": pd.DataFrame(rows)}).set_index("protocol")
+    assert table.loc["asymmetric", "12 bits"] == "2.0 (max 3.0)"
+    assert table.loc["symmetric", "48 bits"] == "4.0 (max 6.0)"
