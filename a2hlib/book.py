@@ -3,7 +3,7 @@
     python -m a2hlib.book [--runs-dir runs] [--out build/book] [--allow-unexecuted]
 
 The site holds the notebooks 00..06 *as executed by `make demo`* (outputs, figures, equations),
-`docs/METHOD.md`, `docs/ARCHITECTURE.md`, and the README as its front page. Nothing is executed
+`docs/METHOD.md`, `docs/ARCHITECTURE.md`, `docs/claims.md` and the README as its front page. Nothing is executed
 here: the executed copies live in run folders under `runs/` (`a2hlib.demo.demo_steps` says where;
 for 02/03 the showcase run, a2netpp at 24 bits, seed 0). They are staged with the documents into
 `<out>/src`, which Sphinx + myst-nb (execution off, `docs/conf.py`) turns into `<out>/html`.
@@ -36,7 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS, DOCS = ROOT / "notebooks", ROOT / "docs"
 # documents staged next to the notebooks (repository layout kept, so the README's links work)
 FRONT = "docs/index.md"  # the site's root page, staged at the top next to README.md, which it includes
-DOCUMENTS = ("README.md", FRONT, "docs/METHOD.md", "docs/ARCHITECTURE.md")
+DOCUMENTS = ("README.md", FRONT, "docs/METHOD.md", "docs/ARCHITECTURE.md", "docs/claims.md")
 SHOWCASE = {"model": "a2netpp", "code_length": 24, "seed": 0}  # the run shown for 02 and 03
 PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 

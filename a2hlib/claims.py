@@ -182,9 +182,9 @@ def summarise(runs_dir: pathlib.Path) -> dict[str, Any]:
               "ties": "mAP@all points lost to the tie rule (stable minus aware), mean (max) over models and seeds",
               "simplicity": "Simplicity bias: planted shortcut (12 bits)",
               "alignment": f"Bits ↔ attributes ({ANALYSIS_BITS} bits, query images)"}
-    text = "\n\n".join(f"### {titles[k]}\n\n{v.fillna('').to_markdown(index=False)}" for k, v in tables.items()
+    text = "\n\n".join(f"## {titles[k]}\n\n{v.fillna('').to_markdown(index=False)}" for k, v in tables.items()
                          if not v.empty)
-    text += "\n\n" + "\n\n".join(f"### Statements, {name}\n\n" + "\n".join(f"- {s}" for part in st.values() for s in part)
+    text += "\n\n" + "\n\n".join(f"## Statements, {name}\n\n" + "\n".join(f"- {s}" for part in st.values() for s in part)
                                  for name, st in statements.items())
     if missing:
         text += "\n\nNot finished yet (run `make claims` again to continue):\n" + "\n".join(f"- {m}" for m in missing)

@@ -111,7 +111,7 @@ def test_the_site_is_complete_and_loads_nothing_from_the_network(smoke_site):
     front = index.read_text()
     assert "<h1>The A²-Net++ hashing workbook<" in front  # the README is the front page
     names = [p.stem for p in sorted(book.NOTEBOOKS.glob("0*.ipynb"))]
-    for target in [f"notebooks/{n}.html" for n in names] + ["docs/METHOD.html", "docs/ARCHITECTURE.html"]:
+    for target in [f"notebooks/{n}.html" for n in names] + ["docs/METHOD.html", "docs/ARCHITECTURE.html", "docs/claims.html"]:
         assert (html / target).exists() and f'href="{target}' in front, target  # in the table of contents
     remote = [(str(f.relative_to(html)), u) for f, u in loaded_urls(html) if REMOTE.match(u)]
     assert remote == []
