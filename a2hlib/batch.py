@@ -53,8 +53,16 @@ PREPARE, BIAS, BITS, RESULTS = "01_data_preparation", "04_simplicity_bias", "05_
 # (analyses train missing runs into folders other points share).
 STAGE_PREPARE, STAGE_RUNS, STAGE_ANALYSES, STAGE_REPORT = range(4)
 PARALLEL_STAGES = frozenset({STAGE_PREPARE, STAGE_RUNS})
+CPU_WORKERS = 2  # one-thread workers on a machine without CUDA (the build machine has 2 cores)
 EXECUTORS = ("loop", "local", "slurm")
 BLOCKED = "an earlier notebook of this point failed"
+
+
+def cpu_workers() -> int:
+    """How many one-thread workers the demo and the claims campaign use here: 1 with CUDA (one
+    GPU), else up to `CPU_WORKERS`, at most the cores."""
+    import torch
+    return 1 if torch.cuda.is_available() else max(1, min(CPU_WORKERS, os.cpu_count() or 1))
 
 
 @dataclasses.dataclass

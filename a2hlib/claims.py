@@ -198,13 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs/claims")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the summary from finished grids")
     args = parser.parse_args(argv)
-    from a2hlib.demo import cpu_workers
     runs_dir = pathlib.Path(args.runs_dir)
     notebooks_dir = ROOT / "notebooks"
     start = time.perf_counter()
     status = 0
     if not args.summary_only:
-        for name, steps, grid_args in plans(runs_dir, cpu_workers(), notebooks_dir):
+        for name, steps, grid_args in plans(runs_dir, batch.cpu_workers(), notebooks_dir):
             print(f"== {name}", flush=True)
             status |= batch.run(steps, grid_args, notebooks_dir)
     summarise(runs_dir)

@@ -11,12 +11,12 @@ retrains nothing that is finished (checkpoints are reused) and so only redraws t
 
 The execution options are `a2hlib.batch`'s (`--devices`, `--executor`, `--timeout`, …). Without
 them, on a machine without CUDA the training points run in one worker per CPU core (at most
-`CPU_WORKERS`, one thread each), and 04 and 05 train their missing runs in as many processes.
+`a2hlib.batch.CPU_WORKERS`, one thread each), and 04 and 05 train their missing runs in as many
+processes.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -27,13 +27,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
 MODELS, BITS, SEEDS, DATASET, CONFIG = ("adsh", "a2net", "a2netpp"), (12, 24), (0, 1, 2), "synthetic", "cpu"
 OVERVIEW = "00_overview"
-CPU_WORKERS = 2  # workers on a machine without CUDA (the build machine has 2 cores)
-
-
-def cpu_workers() -> int:
-    """How many one-thread workers the demo uses here: 1 with CUDA (one GPU), else up to the cores."""
-    import torch
-    return 1 if torch.cuda.is_available() else max(1, min(CPU_WORKERS, os.cpu_count() or 1))
 
 
 def demo_steps(runs_dir: pathlib.Path, notebooks_dir: pathlib.Path, workers: int = 1) -> list[batch.Step]:
@@ -68,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.check_execution_options(args, parser)
     runs_dir = pathlib.Path(args.runs_dir)
     notebooks_dir = ROOT / "notebooks"
-    workers = cpu_workers() if args.executor == "loop" and args.devices is None else 1
+    workers = batch.cpu_workers() if args.executor == "loop" and args.devices is None else 1
     if workers > 1:
         args.devices = ["cpu"] * workers
     start = time.perf_counter()

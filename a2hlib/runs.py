@@ -110,7 +110,6 @@ def load_run(directory: str | os.PathLike, best: bool = False):
 
 
 # ------------------------------------------------------------------------------ data locations
-BUILTIN = "synthetic"
 # built-in datasets: name → preset of `a2hlib.synthetic` (the same birds; `synthetic128` is rendered
 # at 128 px for the pretrained backbone, whose features need more pixels than the 64-px default)
 BUILTINS = {"synthetic": "default", "synthetic128": "large"}

@@ -44,8 +44,7 @@ from a2hlib.checkpoints import (load_checkpoint, model_from_checkpoint, model_fr
                                  restore_checkpoint, save_checkpoint)
 from a2hlib.codes import binarize
 from a2hlib.datasets import BatchFeed, denormalize, imagenet_stats, model_input
-from a2hlib import losses
-from a2hlib.losses import LossWeights, hashing_losses, schedule, similarity_matrix
+from a2hlib.losses import LossWeights, hashing_losses, phase2_from, schedule, similarity_matrix
 from a2hlib.models import HashingNet, build_model
 
 log = logging.getLogger(__name__)
@@ -329,14 +328,14 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
         pin_memory=device.type == "cuda", persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed))  # worker seeds only; never the global RNG
     step = TrainStep(model, optimizer, config, device)
-    phase2_from = losses.phase2_from(config.outer_iterations, config.phase2_start)
+    phase2_at = phase2_from(config.outer_iterations, config.phase2_start)
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = cudnn_benchmark or device.type == "cuda"
     bar = tqdm(total=config.outer_iterations, initial=state.iteration, desc=f"{config.model} {k} bits",
                disable=not progress)
     try:
         while state.iteration < config.outer_iterations:
-            _outer_iteration(state, config, step, loader, sampler, generator, targets, phase2_from, progress)
+            _outer_iteration(state, config, step, loader, sampler, generator, targets, phase2_at, progress)
             if select is not None:
                 score = float(select(state))
                 state.selection.append({"iteration": state.iteration, "score": score})
@@ -356,13 +355,13 @@ def train(config: TrainConfig, database, checkpoint: str | os.PathLike | None = 
 
 
 def _outer_iteration(state: TrainState, config: TrainConfig, step: TrainStep, loader, sampler: OuterIterationSampler,
-                     generator: torch.Generator, targets: torch.Tensor, phase2_from: int, progress: bool) -> None:
+                     generator: torch.Generator, targets: torch.Tensor, phase2_at: int, progress: bool) -> None:
     """One outer iteration: sample Ω, E epochs over it (U[i] = u_i), then the DCC update of B."""
     it, device, m = state.iteration, step.device, config.num_samples
     start = time.perf_counter()
     for group in step.optimizer.param_groups:
         group["lr"] = _lr_at(config, it)
-    weights = schedule(config.model, 2 if it >= phase2_from else 1)
+    weights = schedule(config.model, 2 if it >= phase2_at else 1)
     sample = sampler.draw(generator)
     S = similarity_matrix(targets[sample], targets, config.soft_similarity)  # m×n
     B_device, S_device = state.B.to(device), S.to(device)
