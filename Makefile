@@ -23,8 +23,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv and install everything
 
-test: setup  ## unit tests + every notebook under nbval (smoke configuration)
-	CI=$${CI:-true} $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider
+test: setup  ## unit tests + every notebook under nbval (smoke configuration), in parallel processes (pytest-xdist)
+	CI=$${CI:-true} $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -n auto --maxprocesses 4 $(ARGS)
 
 demo: setup  ## the whole pipeline on the built-in dataset: data, 3 models x 2 code lengths x 3 seeds, evaluation, analyses, figures, table
 	$(PY) -m a2hlib.demo --runs-dir $(RUNS)

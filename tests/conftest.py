@@ -6,10 +6,7 @@ import os
 
 import matplotlib
 import pytest
-import torch
 
-from a2hlib.datasets import IMAGENET_MEAN, IMAGENET_STD
-from a2hlib.notebook import set_threads
 from smoke_book import smoke_runs, smoke_site  # noqa: F401  (session fixtures of the book tests)
 
 # Figures drawn by the tests themselves need no screen. Not through MPLBACKEND: kernels started by
@@ -17,40 +14,63 @@ from smoke_book import smoke_runs, smoke_site  # noqa: F401  (session fixtures o
 matplotlib.use("Agg")
 
 TEST_DEVICE = os.environ.get("A2H_TEST_DEVICE", "cpu")
-set_threads(0)  # the notebooks' thread setting (A2H_THREADS, else the measured default): fast on busy machines
+# No torch or a2hlib import at module level: under pytest-xdist the controlling process loads this
+# file too, and runs no test.
 
 
-class BlobDataset(torch.utils.data.Dataset):
-    """Separable toy data: each class is a coloured square at a class-specific position, plus noise.
-    Implements the item protocol of docs/ARCHITECTURE.md."""
-
-    def __init__(self, num_classes: int = 4, per_class: int = 12, image_size: int = 32, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        n = num_classes * per_class
-        self.targets = torch.arange(num_classes).repeat_interleave(per_class)
-        images = torch.rand(n, 3, image_size, image_size, generator=g) * 0.2
-        half = image_size // 2
-        for i, c in enumerate(self.targets.tolist()):
-            y, x = (c // 2) % 2 * half, c % 2 * half
-            images[i, c % 3, y:y + half, x:x + half] += 0.8
-        mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-        self.images = (images.clamp(0, 1) - mean) / std
-        self.num_classes, self.image_size = num_classes, image_size
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, i):
-        return self.images[i], i
+@pytest.fixture(scope="session", autouse=True)
+def threads():
+    """The notebooks' thread setting (A2H_THREADS, else the measured default): fast on busy machines."""
+    from a2hlib.notebook import set_threads
+    set_threads(0)
 
 
 @pytest.fixture
 def blob_dataset():
+    from blobs import BlobDataset
     return BlobDataset()
 
 
 @pytest.fixture
 def device():
+    import torch
     if TEST_DEVICE.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("A2H_TEST_DEVICE=cuda but no GPU")
     return torch.device(TEST_DEVICE)
+
+
+# `make test` runs the suite in parallel processes, one per core up to 4 (pytest-xdist, `-n auto
+# --maxprocesses 4`). Two groups must each stay in one process: the notebooks, in order (02 trains
+# the run that 03-06 read), and the tests that share the executed smoke notebooks, the site and the
+# browser (so that their session fixtures run once). Every other test is scheduled on its own.
+SITE_TESTS = ("tests/test_book.py", "tests/test_browser.py", "tests/test_figures_inline.py")
+
+
+def schedule_group(nodeid: str) -> str:
+    """The scheduling unit of a test: its group, else the test itself."""
+    path = nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        return "notebooks"
+    return "site" if path in SITE_TESTS else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # the largest units (the two groups) are sent first
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+
+# Files whose tests take seconds each (compilation, subprocesses, real kernels). After the two groups,
+# xdist sends tests in collection order; these go first, so that the last tests to finish are short.
+SLOW_FIRST = ("tests/test_training.py", "tests/test_runs.py", "tests/test_compat.py", "tests/test_batch.py",
+              "tests/test_backbones.py", "tests/test_synthetic.py", "tests/test_data_prep.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))

@@ -51,3 +51,42 @@ def executions(log: str | os.PathLike) -> list[dict]:
     """The logged executions, in the order they finished."""
     path = pathlib.Path(log)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# Stand-ins run through real papermill and a real kernel (the grid test of batch's papermill path):
+# the notebook's own parameters cell, then one cell that fails like a bad dataset does or writes the
+# done file. nbval executes the notebooks themselves.
+STAND_IN_CELL = """\
+import pathlib
+
+class DatasetError(ValueError):
+    pass
+
+if dataset == "broken":
+    raise DatasetError(f"{dataset}: dataset.json lists no splits")
+pathlib.Path(done_file).write_text("{}")
+"""
+
+
+def stand_in(source: str | os.PathLike, folder: pathlib.Path) -> pathlib.Path:
+    """A copy of notebook `source` in `folder`: its parameters cell and STAND_IN_CELL."""
+    source = pathlib.Path(source)
+    notebook = json.loads(source.read_text())
+    parameters = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    work = {"cell_type": "code", "id": "stand-in", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": STAND_IN_CELL}
+    notebook["cells"] = [parameters, work]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / source.name
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def stand_in_runner(folder: pathlib.Path):
+    """`a2hlib.batch.run_notebook` (real papermill) executing stand-ins, with `done_file` injected."""
+    from a2hlib.batch import run_notebook  # the real one, before a test puts `run` in its place
+
+    def run(source, output, parameters, kernel, cwd, timeout) -> None:
+        done = pathlib.Path(output).parent / DONE_FILES[pathlib.Path(source).stem]
+        run_notebook(stand_in(source, folder), output, {**parameters, "done_file": str(done)}, kernel, cwd, timeout)
+    return run

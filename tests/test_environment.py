@@ -80,3 +80,13 @@ def test_notebook_is_stripped_and_has_one_documented_parameters_cell(path):
     assert list(inferred) == assigned  # papermill --help-notebook documents every parameter
     assert all(p["help"] for p in inferred.values())
     assert not any("pip install" in "".join(c["source"]) for c in code)
+
+
+def test_make_test_runs_in_parallel_with_the_notebooks_and_the_site_each_in_one_process():
+    from conftest import schedule_group
+    command = next(line for line in (ROOT / "Makefile").read_text().splitlines() if "-m pytest" in line)
+    assert "-n auto" in command and "--nbval-lax" in command
+    assert {schedule_group(f"notebooks/{p.name}::Cell {i}") for p in NOTEBOOKS for i in (0, 3)} == {"notebooks"}
+    assert {schedule_group(f"tests/{name}::test_x") for name in ("test_book.py", "test_browser.py",
+                                                                  "test_figures_inline.py")} == {"site"}
+    assert schedule_group("tests/test_stats.py::test_formatters") == "tests/test_stats.py::test_formatters"

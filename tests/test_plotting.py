@@ -82,8 +82,13 @@ def test_bit_gallery_and_heatmaps(blob_dataset):
     assert items["classes_high"] == 3 and items["classes_low"] == 3  # one image per class on each side
     fig, axes = plotting.plot_bit_gallery(items)
     assert axes.shape == (3, 7)
-    fig, ax = plotting.plot_association_heatmap(np.random.rand(6, 3), ["has_a::x", "has_b::y", "c"], title="t")
+    matrix = np.random.rand(6, 3)
+    matrix[2, 1] = np.nan
+    fig, ax = plotting.plot_association_heatmap(matrix, ["has_a::x", "has_b::y", "c"], title="t")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a: x", "b: y", "c"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2", "3", "4", "5"]  # bit 0 on top
+    shown = ax.images[0].get_array()
+    assert shown.mask.sum() == 1 and shown.mask[2, 1] and np.allclose(shown[0], matrix[0])  # NaN left blank
     mats = {"adsh": np.random.rand(6, 3), "a2net": np.random.rand(6, 3)}
     fig, axes = plotting.plot_association_panels([("all", mats, np.array([0, 2]))], ["a", "b", "c"], 6)
     assert axes.shape == (2, 1) and len(axes[0, 0].get_xticklabels()) == 2
