@@ -65,7 +65,6 @@ def pytest_xdist_make_scheduler(config, log):
     return GroupScheduling(config, log)
 
 
-
 # Files whose tests take seconds each (compilation, subprocesses, real kernels). After the two groups,
 # xdist sends tests in collection order; these go first, so that the last tests to finish are short.
 SLOW_FIRST = ("tests/test_training.py", "tests/test_runs.py", "tests/test_compat.py", "tests/test_batch.py",
